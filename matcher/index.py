@@ -1,0 +1,161 @@
+"""The fingerprint index: a CSR table from hash key to postings.
+
+Layout (the same in memory and on disk):
+- `offsets`: uint32 or uint64 [shape=(2**key_bits + 1,)]; postings of key k are
+  `positions[offsets[k]:offsets[k + 1]]`.
+- `positions`: uint32 [shape=(n,)] anchor frames on one global timeline that concatenates all
+  episodes; `Episode.start_frame` says where each episode begins. One uint32 per posting keeps the
+  index small; the episode is recovered by a binary search over episode starts.
+
+On disk the arrays are .npy files loaded with `mmap_mode="r"`, so that opening an index costs
+nothing and only the pages a query touches are read. `manifest.json` beside them holds the format
+version, the fingerprint parameters, their digest, and the episode table (see `matcher.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from matcher.hashes import Hashes
+from matcher.params import FingerprintParams
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One indexed episode and the source file it came from."""
+
+    id: str
+    season: int
+    number: int
+    title: str | None
+    duration_s: float
+    checksum: str
+    start_frame: int
+    n_frames: int
+    source: str = ""
+    source_size: int = 0
+    source_mtime_ns: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Episode:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Result of a batched lookup.
+
+    query_index: int64 [shape=(m,)] which looked-up key each posting answers.
+    position: int64 [shape=(m,)] global anchor frame of the posting.
+    """
+
+    query_index: np.ndarray
+    position: np.ndarray
+
+
+class FingerprintIndex:
+    """Read-only CSR fingerprint table over a catalogue of episodes."""
+
+    def __init__(
+        self,
+        *,
+        params: FingerprintParams,
+        episodes: Sequence[Episode],
+        offsets: np.ndarray,
+        positions: np.ndarray,
+    ) -> None:
+        if offsets.shape != ((1 << params.key_bits) + 1,):
+            raise ValueError("offsets do not match the key layout")
+        self.params = params
+        self.episodes = list(episodes)
+        self.offsets = offsets
+        self.positions = positions
+        self.episode_starts = np.array([e.start_frame for e in self.episodes], dtype=np.int64)
+        self.total_frames = sum(e.n_frames for e in self.episodes)
+
+    @classmethod
+    def from_hashes(
+        cls,
+        *,
+        params: FingerprintParams,
+        episodes: Sequence[Episode],
+        hashes: Sequence[Hashes],
+    ) -> FingerprintIndex:
+        """Build the table in memory from each episode's hashes (episode-local frames)."""
+        offsets, positions = build_csr(params=params, episodes=episodes, hashes=hashes)
+        return cls(params=params, episodes=episodes, offsets=offsets, positions=positions)
+
+    @property
+    def n_postings(self) -> int:
+        return int(self.positions.size)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(e.duration_s for e in self.episodes)
+
+    def posting_counts(self, keys: np.ndarray) -> np.ndarray:
+        """Posting-list length of each key [shape=keys.shape], int64."""
+        keys = np.asarray(keys, dtype=np.int64)
+        return self.offsets[keys + 1].astype(np.int64) - self.offsets[keys].astype(np.int64)
+
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None) -> Postings:
+        """All postings of all keys at once. Keys with more than `max_postings` are skipped."""
+        keys = np.asarray(keys, dtype=np.int64)
+        starts = self.offsets[keys].astype(np.int64)
+        counts = self.offsets[keys + 1].astype(np.int64) - starts
+        if max_postings is not None:
+            counts[counts > max_postings] = 0
+        total = int(counts.sum())
+        query_index = np.repeat(np.arange(keys.size, dtype=np.int64), counts)
+        # Position of each output within its key's run, added to that run's start.
+        run_start_in_output = np.cumsum(counts) - counts
+        within = np.arange(total, dtype=np.int64) - np.repeat(run_start_in_output, counts)
+        gather = np.repeat(starts, counts) + within
+        return Postings(query_index=query_index, position=self.positions[gather].astype(np.int64))
+
+    def lookup_naive(self, keys: np.ndarray) -> Postings:
+        """Slow reference for `lookup`, one key at a time; kept to test the fast path against."""
+        query_index: list[int] = []
+        position: list[int] = []
+        for i, key in enumerate(np.asarray(keys, dtype=np.int64)):
+            for p in self.positions[int(self.offsets[key]) : int(self.offsets[key + 1])]:
+                query_index.append(i)
+                position.append(int(p))
+        return Postings(np.array(query_index, dtype=np.int64), np.array(position, dtype=np.int64))
+
+    def episode_of(self, position: np.ndarray) -> np.ndarray:
+        """Index into `episodes` of each global frame position."""
+        return np.searchsorted(self.episode_starts, position, side="right") - 1
+
+
+def build_csr(
+    *, params: FingerprintParams, episodes: Sequence[Episode], hashes: Sequence[Hashes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR arrays (offsets, positions) from per-episode hashes."""
+    if len(episodes) != len(hashes):
+        raise ValueError("one Hashes per episode is needed")
+    keys = np.concatenate([h.key for h in hashes]) if hashes else np.zeros(0, np.uint32)
+    positions = (
+        np.concatenate(
+            [
+                h.anchor_frame.astype(np.int64) + e.start_frame
+                for e, h in zip(episodes, hashes, strict=True)
+            ]
+        )
+        if hashes
+        else np.zeros(0, np.int64)
+    )
+    if positions.size and positions.max() >= 2**32:
+        raise ValueError("catalogue too long for 32-bit positions")
+    order = np.argsort(keys, kind="stable")
+    counts = np.bincount(keys, minlength=1 << params.key_bits)
+    offsets = np.zeros((1 << params.key_bits) + 1, dtype=np.uint64)
+    np.cumsum(counts, out=offsets[1:])
+    offset_dtype = np.uint32 if offsets[-1] < 2**32 else np.uint64
+    return offsets.astype(offset_dtype), positions[order].astype(np.uint32)
