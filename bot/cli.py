@@ -1,0 +1,196 @@
+"""The `citywok` command line: build and inspect an index, match files, run the demo.
+
+Argument parsing and printing only; the work is in `matcher` (and `bot.demo`).
+Exit status: 0 when a command ran (whatever matched), 2 for usage errors, 1 for index or
+other errors, each with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.render import describe_result, format_timestamp
+from matcher.build import build_index
+from matcher.decode import decode_file
+from matcher.errors import MatcherError
+from matcher.identify import Matcher
+from matcher.names import load_titles
+from matcher.params import FingerprintParams
+from matcher.result import MatchResult
+from matcher.store import index_size_bytes, load_index, read_manifest
+
+# A query longer than this is cut: compilations rarely run longer, and decoding stays bounded.
+QUERY_MAX_DURATION_S = 600.0
+QUERY_DECODE_TIMEOUT_S = 60.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citywok", description="Which episode is this clip from, and where in it?"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    index = commands.add_parser("index", help="build or inspect an index").add_subparsers(
+        dest="index_command", required=True
+    )
+    build = index.add_parser("build", help="fingerprint episode files into an index")
+    build.add_argument("sources", nargs="+", type=Path, help="episode files or folders")
+    build.add_argument("--index", required=True, type=Path, help="index folder")
+    build.add_argument("--titles", type=Path, help="CSV or JSON file of episode titles")
+    build.add_argument("--workers", type=int, default=1, help="parallel processes")
+    build.add_argument("--ffmpeg", help="path to ffmpeg (default: system, then bundled)")
+    info = index.add_parser("info", help="describe an index")
+    info.add_argument("--index", required=True, type=Path)
+
+    match = commands.add_parser("match", help="identify clips")
+    match.add_argument("inputs", nargs="+", help="media files")
+    match.add_argument("--index", required=True, type=Path)
+    match.add_argument("--json", action="store_true", help="one JSON object per input")
+    match.add_argument("--ffmpeg")
+
+    demo = commands.add_parser("demo", help="offline demo on a generated catalogue")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "index" and args.index_command == "build":
+            return _index_build(args)
+        if args.command == "index":
+            return _index_info(args)
+        if args.command == "match":
+            return _match(args)
+        from bot.demo import run_demo
+
+        return run_demo(args.out)
+    except MatcherError as e:
+        print(f"citywok: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    titles = load_titles(args.titles) if args.titles else None
+    started = time.perf_counter()
+    with tqdm(total=0, unit="file", desc="fingerprinting", disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = build_index(
+            args.sources,
+            index_dir=args.index,
+            titles=titles,
+            workers=args.workers,
+            ffmpeg=args.ffmpeg,
+            progress=progress,
+        )
+    elapsed = time.perf_counter() - started
+    print(
+        f"index {args.index}: {report.episodes} episodes, {report.duration_s / 3600:.2f} h, "
+        f"{len(report.fingerprinted)} fingerprinted, {len(report.reused)} reused, "
+        f"{len(report.dropped)} dropped, in {elapsed:.1f} s"
+    )
+    for path in report.unplaced:
+        print(f"  not placed (no episode number in the name): {path}")
+    for path, kept in report.duplicates:
+        print(f"  skipped duplicate: {path} (same episode as {kept})")
+    for path, error in report.failed:
+        print(f"  failed: {path}: {error}")
+    for episode in report.dropped:
+        print(f"  dropped (no longer in the sources): {episode}")
+    return 0
+
+
+def _index_info(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.index)
+    episodes = manifest["episodes"]
+    hours = manifest["duration_s"] / 3600
+    size = index_size_bytes(args.index)
+    seasons = sorted({e["season"] for e in episodes})
+    print(f"index {args.index}")
+    print(f"  episodes: {len(episodes)} in {len(seasons)} season(s), {hours:.2f} h of audio")
+    print(f"  size: {size / 1e6:.2f} MB ({size / 1e6 / max(hours, 1e-9):.2f} MB per hour)")
+    print(f"  postings: {manifest['n_postings']}")
+    print(f"  format: v{manifest['format_version']}, parameters {manifest['params_digest']}")
+    params = ", ".join(f"{k}={v}" for k, v in manifest["params"].items())
+    print(f"  parameters: {params}")
+    return 0
+
+
+def _match(args: argparse.Namespace) -> int:
+    index = load_index(args.index, params=FingerprintParams())
+    matcher = Matcher(index)
+    for source in args.inputs:
+        started = time.perf_counter()
+        try:
+            audio = decode_file(
+                Path(source),
+                sr=matcher.sr,
+                max_duration_s=QUERY_MAX_DURATION_S,
+                timeout_s=QUERY_DECODE_TIMEOUT_S,
+                ffmpeg=args.ffmpeg,
+            )
+            result = matcher.identify(audio.samples)
+            error = None
+        except MatcherError as e:
+            result, error = None, str(e)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if args.json:
+            print(json.dumps(result_json(source, result, error=error, elapsed_ms=elapsed_ms)))
+        elif result is None:
+            print(f"{source}: error: {error}")
+        else:
+            print(f"{source}: {describe_result(result)}")
+            for seg in result.segments[1:]:
+                print(f"  {format_timestamp(seg.query_start_s)}: {seg.episode}")
+        sys.stdout.flush()
+    return 0
+
+
+def result_json(
+    source: str, result: MatchResult | None, *, error: str | None, elapsed_ms: float
+) -> dict[str, Any]:
+    """The `--json` object for one input, with exactly the documented keys."""
+    best = result.best if result else None
+    return {
+        "input": source,
+        "status": "error" if result is None else result.status,
+        "episode": best.episode if best else None,
+        "title": best.title if best else None,
+        "offset_s": round(best.offset_s, 2) if best else None,
+        "confidence": best.confidence if best else 0.0,
+        "speed": round(best.speed, 4) if best else None,
+        "candidates": [
+            {"episode": m.episode, "offset_s": round(m.offset_s, 2), "confidence": m.confidence}
+            for m in (result.candidates if result else [])
+        ],
+        "segments": [
+            {
+                "start_s": round(m.query_start_s, 2),
+                "end_s": round(m.query_stop_s, 2),
+                "episode": m.episode,
+                "offset_s": round(m.offset_s, 2),
+                "confidence": m.confidence,
+            }
+            for m in (result.segments if result else [])
+        ],
+        "elapsed_ms": round(elapsed_ms, 1),
+        "error": error,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
