@@ -349,10 +349,7 @@ def _timeout_error(run: _Run, timeout_s: float) -> DecodeTimeoutError:
 
 
 def _media_error(cls: type[_E], message: str, stderr_lines: Iterable[str]) -> _E:
-    error = cls(message)
-    # The MediaError classes do not declare `detail` yet; it holds ffmpeg's last words for logs.
-    setattr(error, "detail", "\n".join(list(stderr_lines)[-_DETAIL_LINES:]))  # noqa: B010
-    return error
+    return cls(message, detail="\n".join(list(stderr_lines)[-_DETAIL_LINES:]))
 
 
 def _mentions(run: _Run, text: str) -> bool:

@@ -12,7 +12,14 @@ class MatcherError(Exception):
 
 
 class MediaError(MatcherError):
-    """The input could not be turned into audio."""
+    """The input could not be turned into audio.
+
+    `detail` holds what the decoder said (for logs, never for users: it can name temp files).
+    """
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class NoAudioStreamError(MediaError):
