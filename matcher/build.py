@@ -61,9 +61,13 @@ class BuildReport:
 
 
 def find_media(paths: Iterable[Path]) -> list[Path]:
-    """Media files among `paths`, folders searched recursively, in a stable order."""
+    """Media files among `paths`, folders searched recursively, in a stable order.
+
+    Paths come back absolute: the manifest records them, and incremental rebuilds recognise a
+    file whether it was named relative to one working folder or another.
+    """
     found: list[Path] = []
-    for path in paths:
+    for path in (Path(p).resolve() for p in paths):
         if path.is_dir():
             found.extend(
                 p

@@ -254,3 +254,14 @@ def test_write_index_replaces_generation(built: Path, memory_index: FingerprintI
     )
     new = read_manifest(built)["generation"]
     assert new != old and not (built / old).exists()
+
+
+def test_relative_source_paths_build_and_rebuild(
+    episode_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _copy_episodes(episode_files, tmp_path / "media", ["S01E01", "S01E02"])
+    monkeypatch.chdir(tmp_path)
+    first = build_index([Path("media")], index_dir=Path("index"))
+    second = build_index([Path("media")], index_dir=Path("index"))
+    assert first.episodes == 2 and len(second.reused) == 2
+    assert all(Path(e["source"]).is_absolute() for e in read_manifest(Path("index"))["episodes"])
