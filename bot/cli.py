@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="offline demo on a generated catalogue")
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder")
+
+    run = commands.add_parser("run", help="run the chat bot(s) whose tokens are set")
+    run.add_argument("--config", type=Path, help="TOML config file (default: built-in defaults)")
     return parser
 
 
@@ -68,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index_info(args)
         if args.command == "match":
             return _match(args)
+        if args.command == "run":
+            return _run(args)
         from bot.demo import run_demo
 
         return run_demo(args.out)
@@ -76,6 +81,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`citywok run`: exit 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad config, 1 when
+    the bot cannot start (no token set, no index)."""
+    import asyncio
+    import logging
+    import os
+
+    from bot.app import StartupError, run
+    from bot.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as e:
+        print(f"citywok: config: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run(settings))
+    except StartupError as e:
+        print(f"citywok: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _index_build(args: argparse.Namespace) -> int:

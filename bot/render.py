@@ -6,6 +6,12 @@ everywhere.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from bot.errors import UserFacingError
+from bot.states import Fetching, Finished, Listening, Queued, State
 from matcher.result import Match, MatchResult
 
 
@@ -61,3 +67,192 @@ def describe_stage(result: MatchResult) -> str:
     if result.status == "match" and result.best is not None:
         return f"{heard}: probably {describe_match(result.best)}"
     return f"{heard}: nothing certain yet"
+
+
+# ---- live replies: a state → a platform-free structure each adapter turns into its markup ----
+
+RenderedKind = Literal["progress", "answer", "unsure", "not_found", "error"]
+
+# Confidence → words. A number alone means little to people; the words say how to read it.
+SURE = 0.85
+FAIRLY_SURE = 0.6
+# Heard less than this and found nothing: the tip is to send more.
+SHORT_CLIP_S = 8.0
+# Errors a user should see without the whole chat seeing them, where the platform can.
+_PRIVATE_ERRORS = frozenset({"rate_limited", "already_working", "busy"})
+_ERROR_TITLES = {
+    "rate_limited": "Slow down a little",
+    "already_working": "One clip at a time",
+    "busy": "I'm busy right now",
+    "internal": "Something went wrong",
+}
+_MAX_SENTENCE_CHARS = 300
+# The matcher's labels for content several episodes share.
+_REPEATED_TITLES = {
+    "intro": "That's the show's intro",
+    "outro": "That's the show's outro",
+    "recap": "That's a recap",
+}
+# Speeds and pitches closer to 1 than this are not worth mentioning.
+_SAME = 0.02
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a reply says, for any platform: a bold `title`, then `lines`.
+
+    `kind` lets an adapter pick a colour or an icon; `ephemeral` asks it to show the reply to
+    the requester only where the platform can (Discord), since "slow down" is nobody else's
+    business.
+    """
+
+    title: str
+    lines: list[str]
+    kind: RenderedKind
+    ephemeral: bool = False
+
+
+def confidence_words(confidence: float) -> str:
+    """"sure", "fairly sure" or "unsure"."""
+    if confidence >= SURE:
+        return "sure"
+    if confidence >= FAIRLY_SURE:
+        return "fairly sure"
+    return "unsure"
+
+
+def render_state(state: State) -> Rendered:
+    """The reply for `state`. Pure: same state, same reply."""
+    if isinstance(state, Queued):
+        return Rendered(
+            "Waiting in line",
+            [f"You're number {state.position} in the queue; I'll start as soon as I can."],
+            "progress",
+        )
+    if isinstance(state, Fetching):
+        return Rendered("Getting the clip…", [], "progress")
+    if isinstance(state, Listening):
+        return render_listening(state.result)
+    if isinstance(state, Finished):
+        return render_answer(state.result, truncated=state.truncated)
+    return render_error(state.error)
+
+
+def render_listening(result: MatchResult) -> Rendered:
+    """`Listening… 5 s of 42 s` and the best guess so far."""
+    title = f"Listening… {result.heard_s:.0f} s of {result.clip_duration_s:.0f} s"
+    if result.status == "match" and result.best is not None:
+        best = result.best
+        line = f"So far it sounds like {episode_label(best)} at {format_timestamp(best.offset_s)}."
+    else:
+        line = "Nothing certain yet."
+    return Rendered(title, [line], "progress")
+
+
+def render_answer(result: MatchResult, *, truncated: bool = False) -> Rendered:
+    """The final answer: episode and time, the intro, a compilation's timeline, or not found."""
+    repeated = getattr(result, "repeated", None)
+    if repeated:
+        rendered = _render_repeated(str(repeated), getattr(result, "repeated_count", None))
+    elif result.status == "match" and result.best is not None:
+        segments = result.segments
+        if len({s.episode for s in segments}) > 1:
+            rendered = _render_timeline(segments)
+        else:
+            rendered = _render_match(result.best)
+    elif result.status == "ambiguous" and result.candidates:
+        rendered = _render_ambiguous(result.candidates)
+    else:
+        rendered = _render_not_found(result)
+    if truncated:
+        note = f"The clip is long, so I listened to the first {format_timestamp(result.heard_s)}."
+        rendered = replace(rendered, lines=[*rendered.lines, note])
+    return rendered
+
+
+def render_error(error: UserFacingError) -> Rendered:
+    """One sentence per error kind; the message is trimmed to one line so that nothing a
+    library said at length (let alone a stack trace) can reach a user."""
+    title = _ERROR_TITLES.get(error.kind, "I can't check that")
+    return Rendered(
+        title, [_one_sentence(error)], "error", ephemeral=error.kind in _PRIVATE_ERRORS
+    )
+
+
+def describe_segment(match: Match) -> str:
+    """`0:00–0:07 S01E02 "Title" at 3:10`: where in the clip, what, and where in the episode."""
+    return (
+        f"{format_timestamp(match.query_start_s)}–{format_timestamp(match.query_stop_s)} "
+        f"{episode_label(match)} at {format_timestamp(match.ref_start_s)}"
+    )
+
+
+def _render_match(best: Match) -> Rendered:
+    words = confidence_words(best.confidence)
+    lines = [f"At {format_timestamp(best.offset_s)} ({words}, {format_percent(best.confidence)})."]
+    if note := _speed_sentence(best):
+        lines.append(note)
+    if words == "unsure":
+        return Rendered(f"Maybe {episode_label(best)}", lines, "unsure")
+    return Rendered(episode_label(best), lines, "answer")
+
+
+def _speed_sentence(match: Match) -> str:
+    """How the clip was altered: resampled (speed and pitch together), tempo or pitch only."""
+    pitch = float(getattr(match, "pitch", match.speed))
+    if abs(match.speed - 1.0) >= _SAME:
+        direction = "sped up" if match.speed > 1 else "slowed down"
+        kept = " with its pitch kept" if abs(pitch - 1.0) < _SAME else ""
+        return f"The clip is {direction} {match.speed:.2f}×{kept} compared with the episode."
+    if abs(pitch - 1.0) >= _SAME:
+        semitones = 12 * math.log2(pitch)
+        direction = "up" if semitones > 0 else "down"
+        return f"The clip's pitch is shifted {direction} {abs(semitones):.1f} semitones."
+    return ""
+
+
+def _render_timeline(segments: list[Match]) -> Rendered:
+    ordered = sorted(segments, key=lambda s: s.query_start_s)
+    return Rendered(
+        f"A compilation: {len(ordered)} clips",
+        [describe_segment(s) for s in ordered],
+        "answer",
+    )
+
+
+def _render_ambiguous(candidates: list[Match]) -> Rendered:
+    lines = ["It could be:"] + [f"• {describe_match(m)}" for m in candidates]
+    lines.append("A longer clip would help me tell them apart.")
+    return Rendered("Not sure which episode", lines, "unsure")
+
+
+def _render_repeated(label: str, count: object) -> Rendered:
+    what = _REPEATED_TITLES.get(label, "That part is shared by several episodes")
+    where = f"{count} episodes" if isinstance(count, int) and count > 1 else "many episodes"
+    return Rendered(
+        what,
+        [
+            f"It appears in {where}, so it can't tell me which one this is.",
+            "Send a part from after it and I'll find the episode.",
+        ],
+        "answer",
+    )
+
+
+def _render_not_found(result: MatchResult) -> Rendered:
+    if result.heard_s < SHORT_CLIP_S:
+        tip = "Tip: a longer clip (10 s or more) gives me more to go on."
+    else:
+        tip = "Tip: parts where the show's own sound is clear, without music over it, work best."
+    return Rendered("Not found", ["I couldn't find this clip in any episode I know.", tip],
+                    "not_found")
+
+
+def _one_sentence(error: UserFacingError) -> str:
+    message = (error.message or "").strip().splitlines()
+    text = message[0].strip() if message else ""
+    if not text or "Traceback" in text:
+        text = type(error).default_message
+    if len(text) > _MAX_SENTENCE_CHARS:
+        text = text[: _MAX_SENTENCE_CHARS - 1].rstrip() + "…"
+    return text

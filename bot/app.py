@@ -1,0 +1,194 @@
+"""`citywok run`: build the shared pieces once, start the chat adapters, stop cleanly.
+
+One process, one event loop we own (never a library's `run()`), one index in memory, one
+matcher thread pool, one set of limits: Telegram and Discord share them all, so a user's quota
+and the machine's capacity are the same whichever platform a clip arrives on.
+
+Adapters are imported only when their token is set, so a missing optional platform library
+(or an adapter still being written) costs nothing. Each is started through the small `Adapter`
+protocol; SIGTERM or SIGINT stops them in reverse order, then the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from bot.answer_cache import AnswerCache
+from bot.config import Settings
+from bot.limits import Limits
+from bot.service import Service
+from matcher.errors import IndexLoadError
+from matcher.identify import Matcher
+from matcher.index import FingerprintIndex
+from matcher.params import FingerprintParams
+from matcher.store import MANIFEST, load_index, read_manifest
+
+logger = logging.getLogger(__name__)
+
+# Adapters get this long to stop before we move on: a stuck network call must not keep the
+# process alive past a service manager's kill timeout.
+STOP_TIMEOUT_S = 20.0
+
+
+class Adapter(Protocol):
+    """A chat platform, constructed as `Adapter(settings, service, limits)`."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+AdapterFactory = Callable[[Settings, Service, Limits], Adapter]
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says what the operator must do."""
+
+
+def _lazy(module: str, name: str) -> AdapterFactory:
+    def make(settings: Settings, service: Service, limits: Limits) -> Adapter:
+        cls = getattr(importlib.import_module(module), name)
+        adapter: Adapter = cls(settings, service, limits)
+        return adapter
+
+    return make
+
+
+# The real adapters, by platform; imported only when started.
+DEFAULT_ADAPTERS: dict[str, AdapterFactory] = {
+    "telegram": _lazy("bot.telegram_adapter", "TelegramAdapter"),
+    "discord": _lazy("bot.discord_adapter", "DiscordAdapter"),
+}
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    """Platforms whose token is set, in a fixed order."""
+    tokens = {"telegram": settings.telegram.token, "discord": settings.discord.token}
+    return [name for name, token in tokens.items() if token]
+
+
+async def run(
+    settings: Settings,
+    *,
+    adapters: Mapping[str, AdapterFactory] | None = None,
+    stop: asyncio.Event | None = None,
+    fetcher: Any = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or until `stop` is set). Raises `StartupError` when no
+    platform token is set or an adapter fails to start, `IndexLoadError` for a bad index.
+
+    `adapters`, `stop` and `fetcher` are for tests and embedding; the defaults are the real
+    ones.
+    """
+    factories = DEFAULT_ADAPTERS if adapters is None else adapters
+    platforms = [p for p in configured_platforms(settings) if p in factories]
+    if not platforms:
+        raise StartupError(
+            "no chat platform configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_TOKEN in the "
+            "environment"
+        )
+    index, generation = await asyncio.to_thread(_load_index, settings)
+    logger.info(
+        "index %s: %d episodes, %.1f h", settings.index.dir, len(index.episodes),
+        index.duration_s / 3600,
+    )
+    stop = stop or asyncio.Event()
+    executor = ThreadPoolExecutor(settings.matcher.workers, thread_name_prefix="citywok-match")
+    if fetcher is None:
+        from bot.fetch import Fetcher
+
+        fetcher = Fetcher(settings.fetch)
+    limits = Limits(settings.limits)
+    if settings.limits.max_concurrent > settings.matcher.workers:
+        logger.warning(
+            "limits.max_concurrent (%d) is above matcher.workers (%d): the extra matches wait "
+            "unseen in the thread pool instead of in the queue users can see",
+            settings.limits.max_concurrent, settings.matcher.workers,
+        )
+    matcher = Matcher(index)
+    service = Service(
+        matcher, fetcher, limits, settings, executor, cache=AnswerCache(), generation=generation
+    )
+    started: list[tuple[str, Adapter]] = []
+    try:
+        with _stop_on_signals(stop):
+            for platform in platforms:
+                try:
+                    adapter = factories[platform](settings, service, limits)
+                    await adapter.start()
+                except Exception as e:
+                    logger.exception("%s adapter failed to start", platform)
+                    raise StartupError(f"the {platform} bot failed to start: {e}") from e
+                started.append((platform, adapter))
+                logger.info("%s bot started", platform)
+            logger.info("citywok is running (%s); stop with Ctrl-C or SIGTERM",
+                        ", ".join(platforms))
+            await stop.wait()
+            logger.info("stopping")
+    finally:
+        for platform, adapter in reversed(started):
+            await _stop_adapter(platform, adapter)
+        close = getattr(fetcher, "close", None)
+        if close is not None:
+            await close()
+        # Running matches finish on their own (bounded by the decode timeout and the clip cap);
+        # queued ones are dropped.
+        executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("stopped")
+
+
+def _load_index(settings: Settings) -> tuple[FingerprintIndex, str]:
+    """Pull the published index first when a remote is configured, then open it. Returns the
+    index and its generation (answers are cached per generation)."""
+    index_settings = settings.index
+    if index_settings.remote:
+        from bot.remote_index import RemoteLocation, pull_index
+
+        location = RemoteLocation.parse(
+            index_settings.remote, endpoint_url=index_settings.remote_endpoint_url
+        )
+        try:
+            if pull_index(location, index_settings.dir):
+                logger.info("pulled a new index from %s", location)
+        except IndexLoadError:
+            if not (index_settings.dir / MANIFEST).exists():
+                raise
+            # Serving yesterday's index beats not serving at all.
+            logger.exception("could not pull %s; serving the local index", location)
+    index = load_index(index_settings.dir, params=FingerprintParams())
+    return index, str(read_manifest(index_settings.dir)["generation"])
+
+
+async def _stop_adapter(platform: str, adapter: Adapter) -> None:
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await adapter.stop()
+        logger.info("%s bot stopped", platform)
+    except Exception:
+        logger.exception("%s adapter did not stop cleanly", platform)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Any:
+    """SIGTERM and SIGINT set `stop` while the bot runs, then get their handlers back."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Not the main thread, or a platform without signals: rely on `stop`.
+            logger.debug("cannot handle %s here", sig.name)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

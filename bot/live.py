@@ -1,0 +1,157 @@
+"""One reply, edited in place as a request's states arrive, at the pace a platform allows.
+
+A chat platform lets a bot edit a message about once a second (Telegram; less in groups;
+Discord about 5 per 5 s per channel), while a request can produce states faster than that.
+`LiveReply` therefore keeps only the latest state: the first is sent at once, later ones at
+most once per `min_interval_s`, intermediate ones that were overtaken are dropped, not queued,
+and the final state is always delivered. When the platform says "slow down" (`RetryLater`),
+it waits as long as asked, then sends whatever is latest by then.
+
+Platform-free: the adapter implements `ReplyTarget` and picks the render function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+from bot.states import State, is_final
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
+
+# Consecutive "retry later" answers after which a reply is given up (the platform is down, or
+# we are banned): the request's worker must not wait forever.
+MAX_RETRIES = 8
+
+
+class RetryLater(Exception):
+    """Raised by a `ReplyTarget` when the platform rate-limits us (HTTP 429)."""
+
+    def __init__(self, after_s: float) -> None:
+        super().__init__(f"retry after {after_s:g} s")
+        self.after_s = max(0.0, float(after_s))
+
+
+class ReplyTarget(Protocol[R_contra]):
+    """Where a reply goes. `send` posts the first message, `edit` replaces its content.
+
+    Either may raise `RetryLater`. An edit that changes nothing ("message is not modified")
+    is the adapter's to treat as success.
+    """
+
+    async def send(self, rendered: R_contra) -> None: ...
+
+    async def edit(self, rendered: R_contra) -> None: ...
+
+
+class LiveReply(Generic[R]):
+    """Delivers a stream of states to one `ReplyTarget`; one instance per reply.
+
+    `clock` and `sleep` are injectable so that tests can run the pacing on a fake clock.
+    """
+
+    def __init__(
+        self,
+        target: ReplyTarget[R],
+        min_interval_s: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.target = target
+        self.min_interval_s = max(0.0, min_interval_s)
+        self._clock = clock
+        self._sleep = sleep
+        self._latest: State | None = None
+        self._arrived = asyncio.Event()
+        self._ended = False
+        self._sent = False
+        self._shown: R | None = None
+
+    async def run(self, states: AsyncIterator[State], render: Callable[[State], R]) -> None:
+        """Consume `states` to the end and show them; returns once the final one is shown.
+
+        Raises what the target raises (other than `RetryLater`) for the final state, and
+        `RetryLater` after `MAX_RETRIES` in a row; in every case `states` is closed, so the
+        request frees its limits at once.
+        """
+        pump = asyncio.create_task(self._pump(states))
+        try:
+            await self._deliver_all(render)
+            if pump.done():
+                pump.result()  # re-raises an error of the state stream itself
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            elif not pump.cancelled() and pump.exception() is not None:
+                # Already raised above, or superseded by the target's error: either way seen.
+                logger.debug("state stream failed", exc_info=pump.exception())
+            aclose = getattr(states, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _pump(self, states: AsyncIterator[State]) -> None:
+        try:
+            async for state in states:
+                self._latest = state
+                self._arrived.set()
+        finally:
+            self._ended = True
+            self._arrived.set()
+
+    async def _deliver_all(self, render: Callable[[State], R]) -> None:
+        next_at = self._clock()
+        retries = 0
+        while True:
+            while self._latest is None:
+                if self._ended:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+            if self._sent:
+                # Pace edits; states arriving meanwhile replace `_latest`, so the wait also
+                # drops the ones overtaken.
+                wait_s = next_at - self._clock()
+                if wait_s > 0:
+                    await self._sleep(wait_s)
+            state, self._latest = self._latest, None
+            try:
+                await self._show(state, render)
+            except RetryLater as later:
+                retries += 1
+                if retries > MAX_RETRIES:
+                    raise
+                logger.info("reply rate-limited; retrying in %.1f s", later.after_s)
+                if self._latest is None:
+                    self._latest = state
+                await self._sleep(later.after_s)
+                next_at = self._clock()
+                continue
+            except Exception:
+                if is_final(state):
+                    raise
+                # A lost progress edit is not worth failing the request for: the next state
+                # will try again.
+                logger.warning("progress edit failed; continuing", exc_info=True)
+            retries = 0
+            next_at = self._clock() + self.min_interval_s
+            if is_final(state):
+                return
+
+    async def _show(self, state: State, render: Callable[[State], R]) -> None:
+        rendered = render(state)
+        if not self._sent:
+            await self.target.send(rendered)
+            self._sent = True
+        elif rendered != self._shown:
+            await self.target.edit(rendered)
+        self._shown = rendered

@@ -1,0 +1,290 @@
+"""The bot's core: one request in, a stream of progress states out, for any chat platform.
+
+    limits → Fetching → fetch → (Queued…) → decode → Listening… → Finished | Failed
+
+A clip seen before (same link, or same bytes) is answered from the answer cache, when one is
+given, without queueing or matching.
+
+Fetching runs before the global queue: downloads wait on the network, not on our cores, and
+have their own pool and timeout. Decoding and matching run in the matcher thread pool behind
+the global concurrency limit. Each stage result of `Matcher.identify_stages` is handed from
+the worker thread to the loop the moment it exists (`call_soon_threadsafe` onto a queue), so
+the reply can show "probably S01E02" after 3 s of a 60 s clip.
+
+`handle` never raises for a bad request: every path ends in `Finished` or `Failed`. Errors a
+user can act on keep their message; anything else is logged with the request id and shown as
+`Internal(request id)`. It must never import a chat library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.answer_cache import AnswerCache, link_key, media_key
+from bot.config import Settings
+from bot.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
+from bot.limits import Limits, Ticket
+from bot.request import Link, Request, Source
+from bot.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
+from matcher.decode import Audio, decode_bytes
+from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
+from matcher.identify import Matcher
+from matcher.result import MatchResult
+
+logger = logging.getLogger(__name__)
+
+_DECODE_TOO_SLOW = "That file took too long to read, so I stopped; a shorter clip will work."
+_SHUTTING_DOWN = "I'm restarting; send that again in a minute."
+
+
+class MediaFetcher(Protocol):
+    """What the service needs from `bot.fetch.Fetcher`: the media bytes a source points at,
+    capped, or a `UserFacingError`."""
+
+    async def fetch(self, source: Source, *, request_id: str = ...) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class _StagesDone:
+    """Sent by the worker after its last stage, or with the exception that stopped it."""
+
+    error: BaseException | None = None
+
+
+class Service:
+    def __init__(
+        self,
+        matcher: Matcher,
+        fetcher: MediaFetcher,
+        limits: Limits,
+        settings: Settings,
+        executor: Executor,
+        *,
+        cache: AnswerCache[Finished] | None = None,
+        generation: str = "",
+    ) -> None:
+        """`cache`: answers for reposted clips, keyed by link and by media digest; answers
+        are only shared within one index `generation` (a new index forgets them)."""
+        self.matcher = matcher
+        self.fetcher = fetcher
+        self.limits = limits
+        self.settings = settings
+        self.executor = executor
+        self.cache = cache
+        self.generation = generation
+
+    async def handle(self, request: Request) -> AsyncIterator[State]:
+        """Progress states for `request`, ending with `Finished` or `Failed`."""
+        user = request.user
+        try:
+            self._admit(request)
+        except UserFacingError as error:
+            logger.info("request %s from %s refused: %s", request.id, user.key, error.kind)
+            yield Failed(error, request.id)
+            return
+        held = True
+
+        def free() -> None:
+            # Exactly once: after the user is freed, a new request of theirs may hold the flag.
+            nonlocal held
+            if held:
+                held = False
+                self.limits.end(user)
+
+        try:
+            async with contextlib.aclosing(self._work(request)) as states:
+                async for state in states:
+                    if is_final(state):
+                        # Free the user before they read the answer, not after: they may send
+                        # the next clip at once.
+                        free()
+                    yield state
+        except UserFacingError as error:
+            logger.info("request %s failed: %s (%s)", request.id, error.kind, error.message)
+            free()
+            yield Failed(error, request.id)
+        except Exception:
+            logger.exception("request %s: internal error (error id %s)", request.id, request.id)
+            free()
+            yield Failed(Internal(request.id), request.id)
+        finally:
+            free()
+
+    def _admit(self, request: Request) -> None:
+        """The cheap refusals, before anything is downloaded. Order matters: a refused request
+        must not spend the user's quota."""
+        self.limits.begin(request.user)
+        try:
+            if self.limits.full():
+                raise Busy()
+            self.limits.check(request.user)
+        except BaseException:
+            self.limits.end(request.user)
+            raise
+
+    async def _work(self, request: Request) -> AsyncIterator[State]:
+        keys = [link_key(request.source.url)] if isinstance(request.source, Link) else []
+        if (known := self._remembered(keys, request.id)) is not None:
+            yield known
+            return
+        yield Fetching()
+        data = await self.fetcher.fetch(request.source, request_id=request.id)
+        logger.info("request %s: fetched %d bytes", request.id, len(data))
+        keys.append(media_key(data))
+        if (known := self._remembered(keys[-1:], request.id)) is not None:
+            self._remember(keys, known)
+            yield known
+            return
+        ticket = self.limits.enqueue()
+        job = _Job()
+        try:
+            while not ticket.running:
+                yield Queued(ticket.position)
+                await ticket.wait_change()
+            audio = await self._decode(data, job)
+            del data
+            async with contextlib.aclosing(self._stages(audio, job)) as results:
+                async for result in results:
+                    if not result.final:
+                        yield Listening(result)
+                        continue
+                    logger.info(
+                        "request %s: %s %s after %.1f s of audio, %.0f ms", request.id,
+                        result.status, result.best.episode if result.best else "-",
+                        result.heard_s, result.elapsed_ms,
+                    )
+                    job.release_when_idle(ticket)
+                    finished = Finished(result, truncated=audio.truncated)
+                    self._remember(keys, finished)
+                    yield finished
+                    return
+            raise RuntimeError("identify_stages ended without a final result")
+        finally:
+            job.release_when_idle(ticket)
+
+    def _remembered(self, keys: list[str], request_id: str) -> Finished | None:
+        if self.cache is None:
+            return None
+        for key in keys:
+            if (known := self.cache.get(key, generation=self.generation)) is not None:
+                logger.info("request %s: answered from the cache (%s)", request_id, key)
+                return known
+        return None
+
+    def _remember(self, keys: list[str], answer: Finished) -> None:
+        if self.cache is not None and keys:
+            self.cache.put(keys, answer, generation=self.generation)
+
+    async def _decode(self, data: bytes, job: _Job) -> Audio:
+        matcher_settings = self.settings.matcher
+        decode = functools.partial(
+            decode_bytes,
+            data,
+            sr=self.matcher.sr,
+            max_duration_s=self.settings.fetch.max_duration_s,
+            timeout_s=matcher_settings.decode_timeout_s,
+            ffmpeg=matcher_settings.ffmpeg,
+        )
+        job.future = _submit(self.executor, decode)
+        try:
+            # Shielded: cancelling cannot stop the thread, and must not look as if it had.
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            if job.future.cancelled():  # the pool dropped it (shutdown), nobody cancelled us
+                raise Busy(_SHUTTING_DOWN) from None
+            raise
+        except NoAudioStreamError as e:
+            raise NoAudio(str(e)) from e
+        except UnreadableMediaError as e:
+            raise NotMedia(str(e)) from e
+        except DecodeTimeoutError as e:
+            raise TooLong(_DECODE_TOO_SLOW) from e
+
+    async def _stages(self, audio: Audio, job: _Job) -> AsyncIterator[MatchResult]:
+        loop = asyncio.get_running_loop()
+        results: asyncio.Queue[MatchResult | _StagesDone] = asyncio.Queue()
+        stop = threading.Event()
+        work = functools.partial(
+            _run_stages,
+            self.matcher,
+            audio.samples,
+            self.settings.matcher.stages_s,
+            functools.partial(_post, loop, results.put_nowait),
+            stop,
+        )
+        job.future = _submit(self.executor, work)
+
+        def dropped(future: asyncio.Future[Any]) -> None:
+            # A pool shut down before the work started: the worker will never say it is done.
+            if future.cancelled():
+                results.put_nowait(_StagesDone(Busy(_SHUTTING_DOWN)))
+
+        job.future.add_done_callback(dropped)
+        try:
+            while True:
+                item = await results.get()
+                if isinstance(item, _StagesDone):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
+        finally:
+            # Closed early (the chat went away, shutdown): let the worker stop after its
+            # current stage instead of matching the rest for nobody.
+            stop.set()
+
+
+def _submit(executor: Executor, work: Callable[[], Any]) -> asyncio.Future[Any]:
+    try:
+        return asyncio.get_running_loop().run_in_executor(executor, work)
+    except RuntimeError as e:  # "cannot schedule new futures after shutdown"
+        raise Busy(_SHUTTING_DOWN) from e
+
+
+class _Job:
+    """The worker-thread future a request is waiting on, if any."""
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] | None = None
+
+    def release_when_idle(self, ticket: Ticket) -> None:
+        """Free the match slot now, or when the worker thread finishes: an abandoned request's
+        thread still uses a core, and the global limit is about cores."""
+        if self.future is None or self.future.done():
+            ticket.release()
+        else:
+            self.future.add_done_callback(lambda _: ticket.release())
+
+
+def _post(loop: asyncio.AbstractEventLoop, put: Callable[[Any], None], item: Any) -> None:
+    """Hand `item` to the loop from a worker thread; a closed loop (shutdown) drops it."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(put, item)
+
+
+def _run_stages(
+    matcher: Matcher,
+    samples: Any,
+    stages_s: tuple[float, ...],
+    post: Callable[[MatchResult | _StagesDone], None],
+    stop: threading.Event,
+) -> None:
+    """Runs in the matcher pool: post each stage's result as soon as it is computed."""
+    try:
+        for result in matcher.identify_stages(samples, stages_s=stages_s):
+            post(result)
+            if stop.is_set():
+                break
+    except Exception as error:
+        # Re-raised on the loop, where the request's id is known and the user is told.
+        post(_StagesDone(error))
+        return
+    post(_StagesDone())

@@ -1,0 +1,54 @@
+"""Progress states: the stream `Service.handle` yields and an adapter renders into one reply.
+
+Each state replaces the previous one on screen, so a state carries everything its rendering
+needs; `LiveReply` may skip any state but the last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.errors import UserFacingError
+from matcher.result import MatchResult
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Waiting for a free matcher slot; `position` 1 means next in line."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Fetching:
+    """Downloading the clip."""
+
+
+@dataclass(frozen=True)
+class Listening:
+    """An interim answer after the first `result.heard_s` seconds of the clip."""
+
+    result: MatchResult
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The answer. `truncated`: the clip ran past the duration cap and only its start was
+    heard."""
+
+    result: MatchResult
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: UserFacingError
+    request_id: str
+
+
+State = Queued | Fetching | Listening | Finished | Failed
+
+
+def is_final(state: State) -> bool:
+    """Whether nothing follows this state."""
+    return isinstance(state, Finished | Failed)

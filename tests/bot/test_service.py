@@ -1,0 +1,392 @@
+"""The core service end to end: real media files, the real fetcher's attachment path, real
+ffmpeg decoding and the real matcher over the in-memory catalogue index.
+
+The only stand-in is `GatedMatcher`, the real matcher with a gate after its first stage: it
+lets a test hold a match "in progress" without relying on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from bot.answer_cache import AnswerCache, link_key
+from bot.config import LimitSettings, Settings
+from bot.errors import RateLimited
+from bot.fetch import Fetcher
+from bot.limits import Limits
+from bot.live import LiveReply
+from bot.render import Rendered, render_state
+from bot.request import Attachment, Link, Request, User
+from bot.service import Service
+from bot.states import Failed, Fetching, Finished, Listening, Queued, State
+from matcher.identify import Matcher
+from matcher.index import FingerprintIndex
+from matcher.synth import make_episode
+from tests.media import make_media, make_silent_video
+
+SR = 8000
+# A guard against a hang, never an assertion about speed.
+HANG_GUARD_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-matcher")
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="module")
+def media(
+    catalogue: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, bytes]:
+    """Clips users send, as real encoded files."""
+    folder = tmp_path_factory.mktemp("service-media")
+    known = make_media(folder, catalogue[2][61 * SR : 69 * SR], SR, "mp4")
+    stranger = make_media(folder, make_episode(sr=SR, duration_s=8.0, seed=31337), SR, "wav")
+    silent = make_silent_video(folder, 2.0)
+    return {
+        "known": known.read_bytes(),
+        "stranger": stranger.read_bytes(),
+        "silent": silent.read_bytes(),
+        # Unknown binary: passes the fetcher's sniffing, so ffmpeg is the one to refuse it.
+        "junk": np.random.default_rng(5).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+    }
+
+
+def attachment(data: bytes, name: str = "clip.mp4", *, size: int | None = None) -> Attachment:
+    async def read() -> bytes:
+        return data
+
+    return Attachment(name, len(data) if size is None else size, "video/mp4", read)
+
+
+def request(source: Attachment | Link, user: str = "1", rid: str = "req00001") -> Request:
+    return Request(User("telegram", user, f"user{user}"), source, f"telegram:{user}", rid)
+
+
+USER = request(None).user  # type: ignore[arg-type]
+
+
+class GatedMatcher(Matcher):
+    """The real matcher, paused after its first stage result until `gate` is set."""
+
+    def __init__(self, index: FingerprintIndex) -> None:
+        super().__init__(index)
+        self.gate = threading.Event()
+        self.finished = threading.Event()
+
+    def identify_stages(self, samples, *, stages_s=None):  # type: ignore[no-untyped-def]
+        try:
+            for n, result in enumerate(super().identify_stages(samples, stages_s=stages_s)):
+                yield result
+                if n == 0:
+                    self.gate.wait(HANG_GUARD_S)
+        finally:
+            self.finished.set()
+
+
+def make_service(
+    memory_index: FingerprintIndex,
+    executor: ThreadPoolExecutor,
+    *,
+    limits: LimitSettings | None = None,
+    matcher: Matcher | None = None,
+) -> Service:
+    settings = Settings()
+    if limits is not None:
+        settings = replace(settings, limits=limits)
+    return Service(
+        matcher or Matcher(memory_index), Fetcher(settings.fetch), Limits(settings.limits),
+        settings, executor,
+    )
+
+
+async def idle(limits: Limits) -> None:
+    """Until every match slot is free: a slot is freed when its worker thread returns, which
+    the loop hears of a moment after the last result."""
+    async with asyncio.timeout(HANG_GUARD_S):
+        while limits.running or limits.waiting:
+            await asyncio.sleep(0.01)
+
+
+async def collect(states: AsyncIterator[State]) -> list[State]:
+    async with asyncio.timeout(HANG_GUARD_S):
+        return [state async for state in states]
+
+
+async def test_a_known_clip_ends_in_its_episode(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(memory_index, executor)
+    states = await collect(service.handle(request(attachment(media["known"]))))
+    assert isinstance(states[0], Fetching)
+    final = states[-1]
+    assert isinstance(final, Finished), final
+    assert final.result.best is not None and final.result.best.episode == "S01E03"
+    # Episode time at the clip's start: the clip was cut at 61 s.
+    assert abs(final.result.best.offset_s - 61.0) < 1.0
+    assert render_state(final).title == 'S01E03 "Episode 3"'
+    assert all(isinstance(s, Listening) for s in states[1:-1])
+
+
+async def test_each_stage_reaches_the_caller_before_matching_ends(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(memory_index, executor, matcher=matcher)
+    states = service.handle(request(attachment(media["stranger"], "clip.wav")))
+    async with asyncio.timeout(HANG_GUARD_S):
+        assert isinstance(await anext(states), Fetching)
+        first = await anext(states)
+        # The worker thread is parked after its first stage: this result crossed on its own.
+        assert isinstance(first, Listening)
+        assert not matcher.finished.is_set()
+        assert first.result.heard_s == pytest.approx(3.0, abs=0.1)
+        matcher.gate.set()
+        rest = [state async for state in states]
+    heard = [s.result.heard_s for s in (first, *rest) if isinstance(s, Listening | Finished)]
+    assert heard == sorted(heard) and len(heard) == 3
+    assert isinstance(rest[-1], Finished) and rest[-1].result.status == "no_match"
+    assert render_state(rest[-1]).kind == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("clip", "kind"), [("silent", "no_audio"), ("junk", "not_media")]
+)
+async def test_decode_errors_become_one_clear_sentence(
+    memory_index: FingerprintIndex,
+    executor: ThreadPoolExecutor,
+    media: dict[str, bytes],
+    clip: str,
+    kind: str,
+) -> None:
+    service = make_service(memory_index, executor)
+    states = await collect(service.handle(request(attachment(media[clip]))))
+    final = states[-1]
+    assert isinstance(final, Failed) and final.error.kind == kind
+    assert final.request_id == "req00001"
+    assert "\n" not in final.error.message and "ffmpeg" not in final.error.message.lower()
+    assert not service.limits.in_flight(USER)
+    await idle(service.limits)
+
+
+async def test_an_oversized_upload_is_refused_without_reading_it(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor
+) -> None:
+    reads = []
+
+    async def read() -> bytes:
+        reads.append(1)
+        return b""
+
+    big = Attachment("huge.mp4", 10**10, "video/mp4", read)
+    service = make_service(memory_index, executor)
+    states = await collect(service.handle(request(big)))
+    assert isinstance(states[-1], Failed) and states[-1].error.kind == "too_large"
+    assert reads == []
+
+
+async def test_an_unexpected_error_is_logged_with_the_id_the_user_sees(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def read() -> bytes:
+        raise RuntimeError("adapter bug: secret /tmp/path")
+
+    service = make_service(memory_index, executor)
+    with caplog.at_level(logging.ERROR, logger="bot.service"):
+        states = await collect(
+            service.handle(request(Attachment("a.mp4", 10, None, read), rid="ab12cd34"))
+        )
+    final = states[-1]
+    assert isinstance(final, Failed) and final.error.kind == "internal"
+    shown = render_state(final)
+    assert "ab12cd34" in shown.lines[0]
+    assert "secret" not in " ".join(shown.lines) and "Traceback" not in " ".join(shown.lines)
+    logged = [r for r in caplog.records if "ab12cd34" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None
+
+
+async def test_ten_clips_at_once_get_ten_clear_answers(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(memory_index, executor, limits=LimitSettings(per_minute=5))
+    runs = [
+        collect(service.handle(request(attachment(media["known"]), rid=f"r{n}")))
+        for n in range(10)
+    ]
+    outcomes = [states[-1] for states in await asyncio.gather(*runs)]
+    finished = [o for o in outcomes if isinstance(o, Finished)]
+    refused = [o for o in outcomes if isinstance(o, Failed)]
+    assert len(finished) == 1 and len(refused) == 9
+    assert {o.error.kind for o in refused} == {"already_working"}
+    assert "one at a time" in refused[0].error.message
+    # Refusals did not spend the quota, and the user is free again.
+    assert service.limits.remaining(USER)[0] == 4
+    again = await collect(service.handle(request(attachment(media["known"]), rid="again")))
+    assert isinstance(again[-1], Finished)
+
+
+async def test_the_quota_says_when_to_try_again(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(memory_index, executor, limits=LimitSettings(per_minute=2))
+    outcomes = [
+        (await collect(service.handle(request(attachment(media["known"])))))[-1]
+        for _ in range(3)
+    ]
+    assert [type(o) for o in outcomes] == [Finished, Finished, Failed]
+    error = outcomes[2].error  # type: ignore[union-attr]
+    assert isinstance(error, RateLimited) and error.retry_after_s > 0
+    assert "try again in" in render_state(outcomes[2]).lines[0]
+    assert render_state(outcomes[2]).ephemeral
+
+
+async def test_a_full_house_queues_one_and_turns_the_next_away(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(
+        memory_index, executor, matcher=matcher,
+        limits=LimitSettings(max_concurrent=1, max_queue=1),
+    )
+    clip = media["stranger"]
+    first = service.handle(request(attachment(clip, "a.wav"), user="1"))
+    second = service.handle(request(attachment(clip, "b.wav"), user="2"))
+    async with asyncio.timeout(HANG_GUARD_S):
+        assert isinstance(await anext(first), Fetching)
+        assert isinstance(await anext(first), Listening)  # running, parked by the gate
+        assert isinstance(await anext(second), Fetching)
+        assert await anext(second) == Queued(1)
+        third = await collect(service.handle(request(attachment(clip, "c.wav"), user="3")))
+        assert len(third) == 1 and isinstance(third[0], Failed)
+        assert third[0].error.kind == "busy"
+        matcher.gate.set()
+        first_rest = [s async for s in first]
+        second_rest = [s async for s in second]
+    assert isinstance(first_rest[-1], Finished) and isinstance(second_rest[-1], Finished)
+    await idle(service.limits)
+
+
+async def test_an_abandoned_request_frees_the_user_at_once_and_the_slot_when_done(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(memory_index, executor, matcher=matcher)
+    req = request(attachment(media["stranger"], "a.wav"))
+    states = service.handle(req)
+    async with asyncio.timeout(HANG_GUARD_S):
+        await anext(states)
+        assert isinstance(await anext(states), Listening)
+        await states.aclose()
+        assert not service.limits.in_flight(req.user)
+        # The worker thread still holds a core, so it still holds its slot.
+        assert service.limits.running == 1
+        matcher.gate.set()
+    await idle(service.limits)
+    assert matcher.finished.is_set()
+
+
+async def test_a_fetch_error_keeps_its_message(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor
+) -> None:
+    service = make_service(memory_index, executor)
+    text = attachment(b"hello, this is a text file and not a video at all\n" * 4, "notes.mp4")
+    states = await collect(service.handle(request(text)))
+    assert [type(s) for s in states] == [Fetching, Failed]
+    assert states[-1].error.kind == "not_media"  # type: ignore[union-attr]
+
+
+
+async def test_work_dropped_by_a_shutting_down_pool_is_answered(
+    memory_index: FingerprintIndex, media: dict[str, bytes]
+) -> None:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-shutdown")
+    matcher = GatedMatcher(memory_index)
+    service = make_service(
+        memory_index, pool, matcher=matcher, limits=LimitSettings(max_concurrent=2)
+    )
+    clip = media["stranger"]
+    first = service.handle(request(attachment(clip, "a.wav"), user="1"))
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            await anext(first)
+            assert isinstance(await anext(first), Listening)  # holds the only thread
+            second = asyncio.create_task(
+                collect(service.handle(request(attachment(clip, "b.wav"), user="2")))
+            )
+            while service.limits.running < 2:  # its decode is waiting for a thread
+                await asyncio.sleep(0.01)
+            pool.shutdown(wait=False, cancel_futures=True)
+            outcome = (await second)[-1]
+            assert isinstance(outcome, Failed) and outcome.error.kind == "busy"
+            assert "restarting" in outcome.error.message
+            matcher.gate.set()
+            assert isinstance([s async for s in first][-1], Finished)
+        await idle(service.limits)
+    finally:
+        matcher.gate.set()
+        pool.shutdown(wait=True)
+
+
+class Chat:
+    """The platform side of one reply: one message sent, then edited."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Rendered]] = []
+
+    async def send(self, rendered: Rendered) -> None:
+        self.calls.append(("send", rendered))
+
+    async def edit(self, rendered: Rendered) -> None:
+        self.calls.append(("edit", rendered))
+
+
+async def test_a_request_becomes_one_reply_edited_into_the_answer(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(memory_index, executor)
+    chat = Chat()
+    async with asyncio.timeout(HANG_GUARD_S):
+        await LiveReply(chat, 0.0).run(
+            service.handle(request(attachment(media["known"]))), render_state
+        )
+    kinds = [kind for kind, _ in chat.calls]
+    assert kinds[0] == "send" and set(kinds[1:]) <= {"edit"}
+    assert chat.calls[0][1].kind == "progress"
+    answer = chat.calls[-1][1]
+    assert answer.kind == "answer" and answer.title.startswith("S01E03")
+    assert not service.limits.in_flight(USER)
+
+
+async def test_a_reposted_clip_is_answered_from_the_cache(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    settings = Settings()
+    cache: AnswerCache[Finished] = AnswerCache()
+    service = Service(
+        Matcher(memory_index), Fetcher(settings.fetch), Limits(settings.limits), settings,
+        executor, cache=cache, generation="gen-1",
+    )
+    first = await collect(service.handle(request(attachment(media["known"]), rid="first")))
+    again = await collect(service.handle(request(attachment(media["known"]), rid="again")))
+    assert isinstance(first[-1], Finished)
+    assert again == [Fetching(), first[-1]]
+    assert cache.hits == 1
+    # A link seen before is answered without fetching it (this one could not be fetched).
+    url = "http://127.0.0.1:9/clip.mp4"
+    cache.put([link_key(url)], first[-1], generation="gen-1")
+    linked = await collect(service.handle(request(Link(url), rid="link")))
+    assert linked == [first[-1]]
+    # Another index generation does not share answers.
+    service.generation = "gen-2"
+    other = await collect(service.handle(request(Link(url), rid="other")))
+    assert isinstance(other[-1], Failed) and other[-1].error.kind == "blocked_address"
