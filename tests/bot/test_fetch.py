@@ -1,0 +1,574 @@
+"""The fetcher against a real misbehaving server (tests/fakes/media_server.py), real aiohttp and
+real yt-dlp (its generic extractor, offline), with a real clip made by ffmpeg."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from yt_dlp.networking.exceptions import TransportError
+from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
+
+from bot.config import FetchSettings
+from bot.errors import (
+    BlockedAddress,
+    FetchFailed,
+    NotMedia,
+    PrivatePost,
+    TooLarge,
+    TooLong,
+    UnsupportedSite,
+    UserFacingError,
+)
+from bot.fetch import Fetcher, Platform, classify_link, find_links, sniff, ytdlp_user_error
+from bot.request import Attachment, Link
+from tests.fakes.media_server import (
+    ENDLESS_MAX_BYTES,
+    HTML_PAGE,
+    MediaServer,
+    png_bytes,
+    serve_media,
+)
+from tests.media import make_media
+
+SR = 8000
+# Small caps so the misbehaving routes hit them quickly; the clip itself is far below.
+MAX_BYTES = 300_000
+LOOPBACK = ("127.0.0.0/8",)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 3 s AAC clip in an m4a container, from seeded noise and tones."""
+    rng = np.random.default_rng(42)
+    t = np.arange(3 * SR) / SR
+    samples = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
+    path = make_media(tmp_path_factory.mktemp("clip"), samples.astype(np.float32), SR, "m4a")
+    data = path.read_bytes()
+    assert len(data) < MAX_BYTES
+    return data
+
+
+@pytest.fixture
+async def server(clip: bytes) -> AsyncIterator[MediaServer]:
+    async with serve_media(clip) as running:
+        yield running
+
+
+def settings(**overrides: object) -> FetchSettings:
+    base = FetchSettings(
+        max_bytes=MAX_BYTES,
+        max_duration_s=600,
+        timeout_s=20,
+        fetch_workers=2,
+        allow_networks=LOOPBACK,
+        extra_hosts=(),
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ytdlp_temp(tmp_path: Path) -> Path:
+    path = tmp_path / "ytdlp"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def fetcher(ytdlp_temp: Path) -> AsyncIterator[Fetcher]:
+    """Loopback allowed, and the test server's host handed to yt-dlp's generic extractor."""
+    made = Fetcher(settings(extra_hosts=("127.0.0.1",)), temp_dir=ytdlp_temp)
+    yield made
+    await made.close()
+
+
+async def fetch_error(fetcher: Fetcher, url: str) -> UserFacingError:
+    with pytest.raises(UserFacingError) as caught:
+        await fetcher.fetch(Link(url))
+    return caught.value
+
+
+# ---- links ----------------------------------------------------------------------------------
+
+SUPPORTED = [
+    ("https://www.tiktok.com/@some.user/video/7234567890123456789", "tiktok"),
+    ("https://www.tiktok.com/@user/video/7234567890123456789?is_from_webapp=1", "tiktok"),
+    ("https://vm.tiktok.com/ZMabc123/", "tiktok"),
+    ("https://vt.tiktok.com/ZSabc123/", "tiktok"),
+    ("https://www.tiktok.com/t/ZTabc123/", "tiktok"),
+    ("https://m.tiktok.com/v/7234567890123456789.html", "tiktok"),
+    ("https://www.instagram.com/reel/Cabc123_-x/", "instagram"),
+    ("https://www.instagram.com/reels/Cabc123/", "instagram"),
+    ("https://instagram.com/p/Cabc123/?igsh=xyz", "instagram"),
+    ("https://www.instagram.com/tv/Cabc123", "instagram"),
+    ("https://www.instagram.com/someone/reel/Cabc123/", "instagram"),
+    ("https://www.youtube.com/shorts/abcdefghijk", "youtube"),
+    ("https://youtube.com/shorts/abcdefghijk?si=xyz", "youtube"),
+    ("https://youtu.be/abcdefghijk", "youtube"),
+    ("https://www.youtube.com/watch?v=abcdefghijk&t=42", "youtube"),
+    ("https://m.youtube.com/watch?feature=share&v=abcdefghijk", "youtube"),
+    ("https://x.com/someone/status/1234567890123456789", "x"),
+    ("https://twitter.com/someone/status/1234567890123456789/video/1", "x"),
+    ("https://mobile.twitter.com/someone/status/1234567890", "x"),
+    ("https://x.com/i/status/1234567890", "x"),
+    ("https://www.reddit.com/r/TheSimpsons/comments/abc123/some_title/", "reddit"),
+    ("https://old.reddit.com/r/TheSimpsons/comments/abc123/", "reddit"),
+    ("https://www.reddit.com/r/TheSimpsons/s/AbCdEf12", "reddit"),
+    ("https://v.redd.it/abc123xyz", "reddit"),
+    ("https://redd.it/abc123", "reddit"),
+    ("https://cdn.example.com/clips/episode.mp4", "direct"),
+    ("https://cdn.example.com/a/b/voice.OPUS", "direct"),
+    ("http://files.example.org/x.webm?token=1", "direct"),
+    ("https://v.redd.it/abc123xyz/DASH_AUDIO_128.mp4", "direct"),
+]
+REFUSED = [
+    "https://example.com/watch?v=1",
+    "https://vimeo.com/123456",
+    "https://www.tiktok.com/@someone",  # a profile, not a post
+    "https://www.youtube.com/@channel",
+    "https://www.youtube.com/playlist?list=PL123",
+    "https://www.youtube.com/watch?list=PL123",
+    "https://x.com/someone",
+    "https://www.instagram.com/someone/",
+    "https://www.reddit.com/r/TheSimpsons/",
+    "https://evil-tiktok.com/@u/video/1",  # not a subdomain of tiktok.com
+    "https://tiktok.com.evil.example/@u/video/1",
+    "https://tiktok.com@evil.example/@u/video/1.mp4",  # user info
+    "ftp://files.example.org/x.mp4",
+    "file:///etc/passwd.mp4",
+    "https://example.com/clip.mp4.html",
+    "not a link",
+]
+
+
+@pytest.mark.parametrize(("url", "platform"), SUPPORTED)
+def test_classify_supported(url: str, platform: str) -> None:
+    assert classify_link(url) == platform
+
+
+@pytest.mark.parametrize("url", REFUSED)
+def test_classify_refused(url: str) -> None:
+    assert classify_link(url) is None
+
+
+def test_extra_hosts_are_direct_for_any_path() -> None:
+    assert classify_link("http://127.0.0.1:8080/post/short") is None
+    assert classify_link("http://127.0.0.1:8080/post/short", extra_hosts=("127.0.0.1",)) == (
+        "direct"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "links"),
+    [
+        ("which episode? https://vm.tiktok.com/ZMabc123/", ["https://vm.tiktok.com/ZMabc123/"]),
+        (
+            "see <https://youtu.be/abcdefghijk>, and (https://x.com/a/status/1).",
+            ["https://youtu.be/abcdefghijk", "https://x.com/a/status/1"],
+        ),
+        (
+            "[clip](https://www.instagram.com/reel/Cabc123/) https://www.instagram.com/reel/Cabc123/",
+            ["https://www.instagram.com/reel/Cabc123/"],
+        ),
+        ("bare link vm.tiktok.com/ZMabc123 please", ["https://vm.tiktok.com/ZMabc123"]),
+        ("file: https://cdn.example.com/a.mp4!", ["https://cdn.example.com/a.mp4"]),
+        ("https://example.com/page and https://vimeo.com/1 are not ours", []),
+        ("no links at all", []),
+        ("**https://youtu.be/abcdefghij_**", ["https://youtu.be/abcdefghij_"]),
+        ("||https://x.com/a/status/12||", ["https://x.com/a/status/12"]),
+        ("mail me at bob@x.com/i/status/1", []),
+        (
+            "https://youtu.be/aaaaaaaaaaa https://youtu.be/bbbbbbbbbbb "
+            "https://youtu.be/ccccccccccc https://youtu.be/ddddddddddd",
+            [
+                "https://youtu.be/aaaaaaaaaaa",
+                "https://youtu.be/bbbbbbbbbbb",
+                "https://youtu.be/ccccccccccc",
+            ],
+        ),
+    ],
+)
+def test_find_links(text: str, links: list[str]) -> None:
+    assert find_links(text) == links
+
+
+@pytest.mark.parametrize(
+    "head",
+    [HTML_PAGE.encode(), b"  <?xml version='1.0'?><rss/>", b'{"error": "nope"}', b"just text\n"],
+)
+def test_sniff_refuses_text(head: bytes) -> None:
+    with pytest.raises(NotMedia):
+        sniff(head, from_link=True)
+
+
+def test_sniff_text_that_resembles_a_box_header() -> None:
+    with pytest.raises(NotMedia):
+        sniff(b"The free episode guide, part one", from_link=True)
+
+
+def test_sniff_accepts_media_and_refuses_images(clip: bytes) -> None:
+    sniff(clip[:512], from_link=True)
+    sniff(b"OggS\x00\x02" + bytes(100), from_link=False)
+    sniff(b"RIFF\x24\x00\x00\x00WAVEfmt ", from_link=False)
+    with pytest.raises(NotMedia) as caught:
+        sniff(png_bytes(), from_link=False)
+    assert "image" in caught.value.message
+    with pytest.raises(NotMedia):
+        sniff(b"", from_link=False)
+
+
+# ---- direct media over aiohttp --------------------------------------------------------------
+
+
+async def test_direct_clip(fetcher: Fetcher, server: MediaServer, clip: bytes) -> None:
+    assert await fetcher.fetch(Link(server.url("/video.mp4"))) == clip
+
+
+async def test_redirect_chain_is_followed(
+    fetcher: Fetcher, server: MediaServer, clip: bytes
+) -> None:
+    assert await fetcher.fetch(Link(server.url("/redirect/3.mp4"))) == clip
+    assert [server.hits[f"/redirect/{n}.mp4"] for n in range(4)] == [1, 1, 1, 1]
+
+
+async def test_redirect_loop_gives_up(fetcher: Fetcher, server: MediaServer) -> None:
+    error = await fetch_error(fetcher, server.url("/loop.mp4"))
+    assert isinstance(error, FetchFailed)
+    assert server.hits["/loop.mp4"] == 6  # the first request and five redirects
+
+
+@pytest.mark.parametrize("where", ["metadata", "private", "mapped"])
+async def test_redirect_to_private_address_refused(
+    fetcher: Fetcher, server: MediaServer, where: str
+) -> None:
+    error = await fetch_error(fetcher, server.url(f"/to/{where}.mp4"))
+    assert isinstance(error, BlockedAddress)
+
+
+async def test_redirect_to_other_scheme_refused(fetcher: Fetcher, server: MediaServer) -> None:
+    assert isinstance(await fetch_error(fetcher, server.url("/to/file.mp4")), UnsupportedSite)
+
+
+async def test_loopback_refused_without_allow_networks(
+    server: MediaServer, ytdlp_temp: Path
+) -> None:
+    strict = Fetcher(settings(allow_networks=(), extra_hosts=("127.0.0.1",)), temp_dir=ytdlp_temp)
+    try:
+        for path in ("/video.mp4", "/post/short"):  # direct, and through yt-dlp
+            assert isinstance(await fetch_error(strict, server.url(path)), BlockedAddress)
+        # A name, not an IP literal: refused by the guarded resolver.
+        error = await fetch_error(strict, server.url("/video.mp4", host="localhost"))
+        assert isinstance(error, BlockedAddress)
+    finally:
+        await strict.close()
+    assert server.total_hits == 0
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f.1", "127.1", "017700000001", "[::ffff:127.0.0.1]", "127.0.0.1."]
+)
+async def test_odd_spellings_of_loopback_refused(server: MediaServer, host: str) -> None:
+    strict = Fetcher(settings(allow_networks=()))
+    try:
+        error = await fetch_error(strict, f"http://{host}:{server.port}/video.mp4")
+    finally:
+        await strict.close()
+    # Either refused as an address, or as a link nobody writes; never fetched.
+    assert isinstance(error, BlockedAddress | UnsupportedSite)
+    assert server.total_hits == 0
+
+
+async def test_unsupported_site_never_contacted(server: MediaServer) -> None:
+    # Loopback is allowed, but the host is neither a platform nor an extra host.
+    plain = Fetcher(settings())
+    try:
+        for path in ("/post/short", "/page", "/watch/clip"):
+            error = await fetch_error(plain, server.url(path))
+            assert isinstance(error, UnsupportedSite)
+            assert "can't open links from that site" in error.message
+    finally:
+        await plain.close()
+    assert server.total_hits == 0
+
+
+async def test_platform_link_that_is_not_a_post() -> None:
+    plain = Fetcher(settings())
+    try:
+        error = await fetch_error(plain, "https://www.tiktok.com/@someone")
+    finally:
+        await plain.close()
+    assert isinstance(error, UnsupportedSite)
+    assert (
+        error.message
+        == "That link doesn't point to a single video; send the link to the post itself."
+    )
+
+
+# What a client that stopped at its cap can have been sent: the cap plus what socket buffers
+# hold. Far below the endless route's own hard stop.
+STOPPED_EARLY_BYTES = 64 * 1024 * 1024
+assert STOPPED_EARLY_BYTES < ENDLESS_MAX_BYTES
+
+
+async def test_endless_stream_stopped_at_cap(fetcher: Fetcher, server: MediaServer) -> None:
+    assert isinstance(await fetch_error(fetcher, server.url("/endless.mp4")), TooLarge)
+    assert server.sent_bytes["/endless.mp4"] < STOPPED_EARLY_BYTES
+
+
+async def test_huge_content_length_refused_before_download(
+    fetcher: Fetcher, server: MediaServer
+) -> None:
+    error = await fetch_error(fetcher, server.url("/huge.mp4"))
+    assert isinstance(error, TooLarge)
+    assert "0.3 MB" in error.message
+
+
+async def test_slow_response_times_out(server: MediaServer) -> None:
+    impatient = Fetcher(settings(timeout_s=1))
+    try:
+        error = await fetch_error(impatient, server.url("/slow.mp4"))
+    finally:
+        await impatient.close()
+    assert isinstance(error, FetchFailed)
+    assert "longer than 1 seconds" in error.message
+
+
+async def test_web_page_behind_media_url(fetcher: Fetcher, server: MediaServer) -> None:
+    error = await fetch_error(fetcher, server.url("/page.mp4"))
+    assert isinstance(error, NotMedia)
+    assert error.message == "That link is a web page, not a video."
+
+
+async def test_image_behind_media_url(fetcher: Fetcher, server: MediaServer) -> None:
+    error = await fetch_error(fetcher, server.url("/image.mp4"))
+    assert isinstance(error, NotMedia)
+    assert "image" in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(403, PrivatePost), (401, PrivatePost), (404, FetchFailed), (500, FetchFailed)],
+)
+async def test_direct_http_errors(
+    fetcher: Fetcher, server: MediaServer, status: int, kind: type[UserFacingError]
+) -> None:
+    error = await fetch_error(fetcher, server.url(f"/status/{status}.mp4"))
+    assert isinstance(error, kind)
+    assert str(status) not in error.message
+
+
+# ---- yt-dlp (generic extractor, offline, against the same server) ---------------------------
+
+
+def leftovers(path: Path) -> list[Path]:
+    return sorted(path.rglob("*"))
+
+
+async def test_ytdlp_page_with_video(
+    fetcher: Fetcher, server: MediaServer, clip: bytes, ytdlp_temp: Path
+) -> None:
+    assert await fetcher.fetch(Link(server.url("/post/short"))) == clip
+    assert server.hits["/clip.m4a"] >= 1
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_direct_file_without_suffix(
+    fetcher: Fetcher, server: MediaServer, clip: bytes, ytdlp_temp: Path
+) -> None:
+    assert await fetcher.fetch(Link(server.url("/watch/clip"))) == clip
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_long_video_refused_before_download(
+    fetcher: Fetcher, server: MediaServer, ytdlp_temp: Path
+) -> None:
+    error = await fetch_error(fetcher, server.url("/post/long"))
+    assert isinstance(error, TooLong)
+    assert error.message == ("That video is 20:00 long; I can only take videos up to 10:00.")
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_endless_stream_stopped_at_cap(
+    fetcher: Fetcher, server: MediaServer, ytdlp_temp: Path
+) -> None:
+    assert isinstance(await fetch_error(fetcher, server.url("/watch/endless")), TooLarge)
+    assert server.sent_bytes["/watch/endless"] < STOPPED_EARLY_BYTES
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_huge_content_length(
+    fetcher: Fetcher, server: MediaServer, ytdlp_temp: Path
+) -> None:
+    assert isinstance(await fetch_error(fetcher, server.url("/watch/huge")), TooLarge)
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_slow_download_times_out_and_cleans_up(
+    server: MediaServer, ytdlp_temp: Path
+) -> None:
+    impatient = Fetcher(settings(timeout_s=1, extra_hosts=("127.0.0.1",)), temp_dir=ytdlp_temp)
+    try:
+        error = await fetch_error(impatient, server.url("/watch/slow"))
+    finally:
+        # Waits for the worker thread, which must notice the timeout and stop on its own.
+        await impatient.close()
+    assert isinstance(error, FetchFailed)
+    assert "longer than 1 seconds" in error.message
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_media_on_private_address_refused(
+    fetcher: Fetcher, server: MediaServer, ytdlp_temp: Path
+) -> None:
+    # The page is on an allowed host; the video it names is on 10.0.0.1, which yt-dlp's own
+    # connection must not reach.
+    assert isinstance(await fetch_error(fetcher, server.url("/post/private")), BlockedAddress)
+    assert leftovers(ytdlp_temp) == []
+
+
+async def test_ytdlp_web_page_without_video(fetcher: Fetcher, server: MediaServer) -> None:
+    error = await fetch_error(fetcher, server.url("/page"))
+    assert isinstance(error, NotMedia)
+    assert error.message == "That link is a web page, not a video."
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(403, PrivatePost), (404, PrivatePost), (410, PrivatePost), (503, FetchFailed)],
+)
+async def test_ytdlp_error_mapping(
+    fetcher: Fetcher, server: MediaServer, status: int, kind: type[UserFacingError]
+) -> None:
+    error = await fetch_error(fetcher, server.url(f"/status/{status}"))
+    assert isinstance(error, kind)
+    # yt-dlp's own wording ("HTTP Error 403: Forbidden", "[generic]") never reaches the user.
+    assert "HTTP" not in error.message and "generic" not in error.message
+
+
+def download_error(inner: Exception) -> DownloadError:
+    """What YoutubeDL.report_error raises: a DownloadError carrying the extractor's error."""
+    try:
+        raise inner
+    except Exception:
+        return DownloadError(f"ERROR: {inner}", sys.exc_info())
+
+
+YT_COOKIES = " Use --cookies-from-browser or --cookies for the authentication."
+
+
+# Messages as yt-dlp's extractors word them.
+@pytest.mark.parametrize(
+    ("inner", "kind", "platform"),
+    [
+        (
+            ExtractorError(
+                "Requested content is not available, rate-limit reached or login required",
+                expected=True,
+            ),
+            PrivatePost,
+            "instagram",
+        ),
+        (
+            ExtractorError("Private video. Sign in if you've been granted access" + YT_COOKIES),
+            PrivatePost,
+            "youtube",
+        ),
+        (
+            ExtractorError("Sign in to confirm you’re not a bot." + YT_COOKIES),
+            FetchFailed,
+            "youtube",
+        ),
+        (ExtractorError("Video unavailable", expected=True), PrivatePost, "youtube"),
+        (ExtractorError("You are not authorized to view this protected tweet"), PrivatePost, "x"),
+        (ExtractorError("No video could be found in this tweet", expected=True), NotMedia, "x"),
+        (ExtractorError("There is no video in this post", expected=True), NotMedia, "tiktok"),
+        (
+            ExtractorError("Private subreddit; an account that has been approved is required"),
+            PrivatePost,
+            "reddit",
+        ),
+        (
+            GeoRestrictedError("This video is not available from your location"),
+            PrivatePost,
+            "youtube",
+        ),
+        (UnsupportedError("https://www.tiktok.com/@u/video/1"), UnsupportedSite, "tiktok"),
+        (UnsupportedError("http://127.0.0.1/page"), NotMedia, "direct"),
+        (
+            DownloadError("ERROR: No suitable extractor (Twitter) found for URL https://x.com/a"),
+            UnsupportedSite,
+            "x",
+        ),
+        (
+            ExtractorError(
+                "Unable to download webpage: timed out",
+                cause=TransportError("timed out"),
+            ),
+            FetchFailed,
+            "tiktok",
+        ),
+    ],
+)
+def test_ytdlp_error_mapping_by_message(
+    inner: Exception, kind: type[UserFacingError], platform: Platform
+) -> None:
+    error = ytdlp_user_error(download_error(inner), platform=platform)
+    assert isinstance(error, kind)
+    assert str(inner) not in error.message
+
+
+# ---- attachments ----------------------------------------------------------------------------
+
+
+class Upload:
+    """An adapter-side upload: counts how often `read` was called."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads = 0
+
+    async def read(self) -> bytes:
+        self.reads += 1
+        return self.data
+
+    def attachment(self, size_bytes: int | None, name: str = "clip.m4a") -> Attachment:
+        return Attachment(filename=name, size_bytes=size_bytes, content_type=None, read=self.read)
+
+
+@pytest.fixture
+async def plain_fetcher() -> AsyncIterator[Fetcher]:
+    made = Fetcher(settings())
+    yield made
+    await made.close()
+
+
+async def test_attachment_clip(plain_fetcher: Fetcher, clip: bytes) -> None:
+    upload = Upload(clip)
+    assert await plain_fetcher.fetch(upload.attachment(len(clip))) == clip
+    assert upload.reads == 1
+
+
+async def test_attachment_size_checked_before_read(plain_fetcher: Fetcher, clip: bytes) -> None:
+    upload = Upload(clip)
+    with pytest.raises(TooLarge):
+        await plain_fetcher.fetch(upload.attachment(MAX_BYTES + 1))
+    assert upload.reads == 0
+
+
+async def test_attachment_without_size_still_capped(plain_fetcher: Fetcher) -> None:
+    upload = Upload(b"\x00\x00\x00\x18ftypmp42" + bytes(MAX_BYTES))
+    with pytest.raises(TooLarge):
+        await plain_fetcher.fetch(upload.attachment(None))
+
+
+@pytest.mark.parametrize(
+    ("data", "word"), [(HTML_PAGE.encode(), "document"), (png_bytes(), "image"), (b"", "empty")]
+)
+async def test_attachment_not_media(plain_fetcher: Fetcher, data: bytes, word: str) -> None:
+    with pytest.raises(NotMedia) as caught:
+        await plain_fetcher.fetch(Upload(data).attachment(len(data)))
+    assert word in caught.value.message
