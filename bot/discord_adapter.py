@@ -1,0 +1,711 @@
+"""Discord adapter: a discord.py 2.7 client and its command tree, running in the bot's own loop.
+
+It turns Discord messages and interactions into our `Request`s, runs them through the core
+`Service`, and shows the stream of states as one live reply (a message reply edited in place, or
+an interaction's original response) rendered as an embed from `bot.render.render_state`.
+
+Entry points for users:
+- a link or a video/audio attachment posted in a channel where automatic scanning is on (per
+  server, `/citywok autoscan on|off`, needs Manage Server; needs the message-content intent);
+- a message that mentions the bot or replies to it (works without the intent), or any DM;
+- `/whichepisode link:<url>` or `/whichepisode clip:<file>` (user-installable);
+- the message context menu "Which episode?" (user-installable).
+
+Must never: let a discord.py type leave this module, block the event loop, show a stack trace
+to a user, or let one slow edit (429) hold up other requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any, Literal
+
+import discord
+import yarl
+from discord import app_commands
+
+from bot.config import Settings
+from bot.errors import Internal
+from bot.fetch import find_links
+from bot.limits import Limits
+from bot.live import LiveReply, RetryLater
+from bot.render import Rendered, render_state
+from bot.request import Attachment, Link, Request, User, new_request_id
+from bot.service import Service
+from bot.states import Failed, State
+
+logger = logging.getLogger(__name__)
+
+# Discord allows about 5 edits per 5 s per channel; one per 1.2 s per message leaves headroom
+# for a second request in the same channel.
+EDIT_INTERVAL_S = 1.2
+# discord.py sleeps through 429s shorter than this and raises `RateLimited` for longer ones,
+# which we turn into the core's RetryLater so LiveReply can drop stale edits (30 s is the
+# library's minimum).
+MAX_RATELIMIT_TIMEOUT_S = 30.0
+MEDIA_SUFFIXES = (
+    ".mp4",
+    ".mov",
+    ".m4v",
+    ".webm",
+    ".mkv",
+    ".avi",
+    ".3gp",
+    ".m4a",
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".wav",
+    ".flac",
+    ".aac",
+)
+# Errors that nobody asked to hear about when the bot scanned a message on its own.
+QUIET_WHEN_UNASKED = frozenset({"rate_limited", "already_working", "busy"})
+CONTEXT_MENU_NAME = "Which episode?"
+AUTOSCAN_FILE = "discord-autoscan.json"
+NO_INTENT_NOTE = (
+    "Discord message content intent is off (message_content_intent = false, or not enabled "
+    "for this application in the Developer Portal → Bot → Privileged Gateway Intents): "
+    "automatic scanning of channel messages is OFF. Mentions, replies to the bot, DMs, "
+    '/whichepisode and the "Which episode?" menu still work.'
+)
+COLOURS = {
+    "progress": discord.Colour.blurple(),
+    "answer": discord.Colour.green(),
+    "unsure": discord.Colour.gold(),
+    "not_found": discord.Colour.light_grey(),
+    "error": discord.Colour.red(),
+}
+TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rendered2embed(rendered: Rendered) -> discord.Embed:
+    """An embed within Discord's limits (title 256, description 4096, 6000 in all). Long
+    timelines lose whole lines from the end, with a count of what was left out."""
+    lines = list(rendered.lines)
+    description = "\n".join(lines)
+    if len(description) > DESCRIPTION_LIMIT:
+        kept: list[str] = []
+        used = 0
+        for i, line in enumerate(lines):
+            more = f"… and {len(lines) - i} more"
+            if used + len(line) + 1 + len(more) > DESCRIPTION_LIMIT:
+                kept.append(more)
+                break
+            kept.append(_clip(line, DESCRIPTION_LIMIT - len(more) - 1))
+            used += len(kept[-1]) + 1
+        description = "\n".join(kept)
+    return discord.Embed(
+        title=_clip(rendered.title, TITLE_LIMIT) or None,
+        description=description or None,
+        colour=COLOURS.get(rendered.kind, discord.Colour.default()),
+    )
+
+
+# ---- where the live reply goes -------------------------------------------------------------------
+
+
+def _retry_later(error: discord.HTTPException | discord.RateLimited) -> RetryLater:
+    after_s = getattr(error, "retry_after", None) or 1.0
+    return RetryLater(float(after_s))
+
+
+class MessageReplyTarget:
+    """A reply to a channel message, edited in place. Errors are normal replies: messages
+    cannot be ephemeral."""
+
+    def __init__(self, message: discord.Message, request_id: str) -> None:
+        self._message = message
+        self._request_id = request_id
+        self._reply: discord.Message | None = None
+        self._last: discord.Embed | None = None
+        self._dead = False
+
+    async def send(self, rendered: Rendered) -> None:
+        embed = rendered2embed(rendered)
+        try:
+            self._reply = await self._message.reply(
+                embed=embed,
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            self._give_up(error)
+            return
+        self._last = embed
+
+    async def edit(self, rendered: Rendered) -> None:
+        if self._reply is None:
+            if not self._dead:
+                await self.send(rendered)
+            return
+        embed = rendered2embed(rendered)
+        if self._last is not None and embed.to_dict() == self._last.to_dict():
+            return  # Discord does not refuse identical edits, but they cost rate budget.
+        try:
+            await self._reply.edit(embed=embed)
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            self._give_up(error)
+            return
+        self._last = embed
+
+    def _give_up(self, error: discord.HTTPException) -> None:
+        """No permission to post, message deleted…: nobody to tell, so log and stop."""
+        self._dead = True
+        self._reply = None
+        logger.warning(
+            "request %s: cannot reply on Discord (%s %s)",
+            self._request_id,
+            error.status,
+            error.text,
+        )
+
+
+class InteractionTarget:
+    """The original response of a deferred interaction. Errors and rate limits are for the
+    requester only: they replace the public "thinking…" response by an ephemeral follow-up,
+    because Discord cannot make an existing response ephemeral."""
+
+    def __init__(self, interaction: discord.Interaction, request_id: str) -> None:
+        self._interaction = interaction
+        self._request_id = request_id
+        self._last: discord.Embed | None = None
+        self._moved_to_ephemeral = False
+
+    async def send(self, rendered: Rendered) -> None:
+        await self.edit(rendered)
+
+    async def edit(self, rendered: Rendered) -> None:
+        embed = rendered2embed(rendered)
+        try:
+            if (rendered.ephemeral or rendered.kind == "error") and not self._moved_to_ephemeral:
+                await self._ephemeral(embed)
+            elif not self._moved_to_ephemeral:
+                if self._last is not None and embed.to_dict() == self._last.to_dict():
+                    return
+                await self._interaction.edit_original_response(embed=embed)
+            else:
+                await self._interaction.followup.send(embed=embed, ephemeral=True)
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            logger.warning(
+                "request %s: cannot answer the interaction (%s %s)",
+                self._request_id,
+                error.status,
+                error.text,
+            )
+            return
+        self._last = embed
+
+    async def _ephemeral(self, embed: discord.Embed) -> None:
+        self._moved_to_ephemeral = True
+        with contextlib.suppress(discord.NotFound):
+            await self._interaction.delete_original_response()
+        await self._interaction.followup.send(embed=embed, ephemeral=True)
+
+
+# ---- per-server settings -------------------------------------------------------------------------
+
+
+class AutoscanStore:
+    """Per-guild automatic scanning switch (default on), kept in a small JSON file written
+    atomically (temp file + rename) so a crash never leaves half a file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._enabled: dict[str, bool] = {}
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            self._enabled = {str(k): bool(v) for k, v in raw.get("autoscan", {}).items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError):
+            logger.exception("ignoring unreadable Discord settings file %s", path)
+
+    def enabled(self, guild_id: int) -> bool:
+        return self._enabled.get(str(guild_id), True)
+
+    def set(self, guild_id: int, enabled: bool) -> None:
+        self._enabled[str(guild_id)] = enabled
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".autoscan-", dir=self._path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"autoscan": self._enabled}, out, indent=2, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+# ---- pointing discord.py at another server -------------------------------------------------------
+
+
+class _Endpoints:
+    """discord.py reads its REST base and gateway URL from class attributes. Set them while
+    this adapter runs and put the previous values back on stop, so tests (or a second client)
+    do not inherit them."""
+
+    def __init__(self, api_base: str | None, gateway_url: str | None) -> None:
+        self._api_base = api_base.rstrip("/") if api_base else None
+        self._gateway = yarl.URL(gateway_url) if gateway_url else None
+        self._saved: tuple[str, yarl.URL] | None = None
+
+    def apply(self) -> None:
+        ws = discord.gateway.DiscordWebSocket
+        self._saved = (discord.http.Route.BASE, ws.DEFAULT_GATEWAY)
+        if self._api_base:
+            discord.http.Route.BASE = self._api_base
+        if self._gateway:
+            ws.DEFAULT_GATEWAY = self._gateway
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved
+            self._saved = None
+
+
+# ---- finding what to look at ---------------------------------------------------------------------
+
+
+def is_media_attachment(attachment: discord.Attachment) -> bool:
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type.startswith(("video/", "audio/")):
+        return True
+    return attachment.filename.lower().endswith(MEDIA_SUFFIXES)
+
+
+def attachment2source(attachment: discord.Attachment) -> Attachment:
+    return Attachment(
+        filename=attachment.filename,
+        size_bytes=attachment.size,
+        content_type=attachment.content_type,
+        read=attachment.read,
+    )
+
+
+def message_sources(
+    message: discord.Message, *, extra_hosts: tuple[str, ...] = ()
+) -> list[Link | Attachment]:
+    """Media attachments first (no site to fail), then supported or direct-media links."""
+    sources: list[Link | Attachment] = [
+        attachment2source(a) for a in message.attachments if is_media_attachment(a)
+    ]
+    links = find_links(message.content or "", extra_hosts=extra_hosts)
+    return sources + [Link(url) for url in links]
+
+
+def discord_user(user: discord.abc.User) -> User:
+    return User(platform="discord", id=str(user.id), name=user.display_name)
+
+
+# ---- the adapter ---------------------------------------------------------------------------------
+
+
+class DiscordAdapter:
+    """Runs one discord.py client in the caller's loop. `start()` logs in (so a bad token fails
+    at once) and connects in a background task; `stop()` ends requests and the connection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: Service,
+        limits: Limits,
+        *,
+        edit_interval_s: float = EDIT_INTERVAL_S,
+    ) -> None:
+        self._settings = settings
+        self._discord = settings.discord
+        self._service = service
+        self._limits = limits
+        self._edit_interval_s = edit_interval_s
+        self._token: str = self._discord.token or ""
+        self._endpoints = _Endpoints(self._discord.api_base, self._discord.gateway_url)
+        self._autoscan = AutoscanStore(self._discord.state_dir / AUTOSCAN_FILE)
+        self._content_intent = bool(self._discord.message_content_intent)
+        self._client: discord.Client | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[Any]] = set()
+        self._told_no_intent = False
+        self._extra_hosts = tuple(settings.fetch.extra_hosts)
+
+    # -- lifecycle
+
+    @property
+    def content_intent(self) -> bool:
+        """Whether the gateway granted (and we asked for) the message-content intent."""
+        return self._content_intent
+
+    async def start(self) -> None:
+        self._endpoints.apply()
+        try:
+            self._client = self._build_client()
+            await self._client.login(self._token)
+        except BaseException:
+            await self._close_client()
+            self._endpoints.restore()
+            raise
+        if not self._content_intent:
+            self._note_no_intent()
+        self._runner = asyncio.create_task(self._connect(), name="discord-gateway")
+
+    async def stop(self) -> None:
+        for task in list(self._work):
+            task.cancel()
+        if self._work:
+            await asyncio.gather(*self._work, return_exceptions=True)
+        await self._close_client()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        self._endpoints.restore()
+
+    async def _close_client(self) -> None:
+        if self._client is not None and not self._client.is_closed():
+            await self._client.close()
+
+    async def _connect(self) -> None:
+        """Keep the gateway connected until `stop()`; a fatal gateway error switches the
+        Discord side off (logged) without taking the rest of the bot down."""
+        try:
+            await self._connect_until_closed()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Discord gateway connection ended; the Discord bot is off")
+
+    async def _connect_until_closed(self) -> None:
+        """If Discord refuses the message-content intent (close code 4014: not enabled in the
+        portal), carry on without it rather than not at all."""
+        while True:
+            client = self._client
+            assert client is not None
+            try:
+                await client.connect(reconnect=True)
+                return
+            except discord.PrivilegedIntentsRequired:
+                if not self._content_intent:
+                    raise
+            self._content_intent = False
+            self._note_no_intent()
+            await client.close()
+            self._client = self._build_client()
+            await self._client.login(self._token)
+
+    def _note_no_intent(self) -> None:
+        if not self._told_no_intent:
+            self._told_no_intent = True
+            logger.warning(NO_INTENT_NOTE)
+
+    def _build_client(self) -> discord.Client:
+        intents = discord.Intents.default()
+        intents.message_content = self._content_intent
+        # Members and presences are not needed: no chunking, a smaller gateway stream.
+        intents.members = False
+        intents.presences = False
+        client = discord.Client(
+            intents=intents,
+            max_ratelimit_timeout=MAX_RATELIMIT_TIMEOUT_S,
+            allowed_mentions=discord.AllowedMentions.none(),
+            chunk_guilds_at_startup=False,
+        )
+        tree = app_commands.CommandTree(client)
+        self._add_commands(tree)
+        tree.on_error = self._on_tree_error  # type: ignore[method-assign]
+
+        async def setup_hook() -> None:
+            await self._sync(tree)
+
+        client.setup_hook = setup_hook  # type: ignore[method-assign]
+        client.event(self._make_on_message(client))
+        return client
+
+    async def _sync(self, tree: app_commands.CommandTree[Any]) -> None:
+        """Register the commands: on the test guild at once if configured, else globally
+        (global changes can take a while to show in clients)."""
+        guild_id = self._discord.test_guild_id
+        try:
+            if guild_id:
+                guild = discord.Object(id=int(guild_id))
+                tree.copy_global_to(guild=guild)
+                synced = await tree.sync(guild=guild)
+            else:
+                synced = await tree.sync()
+        except discord.HTTPException as error:
+            logger.error(
+                "could not sync Discord commands (%s %s); was the bot invited with "
+                "the applications.commands scope?",
+                error.status,
+                error.text,
+            )
+            return
+        logger.info(
+            "synced %d Discord commands %s",
+            len(synced),
+            f"to guild {guild_id}" if guild_id else "globally",
+        )
+
+    # -- commands
+
+    def _add_commands(self, tree: app_commands.CommandTree[Any]) -> None:
+        anywhere = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+        any_install = app_commands.allowed_installs(guilds=True, users=True)
+
+        @tree.command(name="whichepisode", description="Which episode is this clip from?")
+        @app_commands.describe(
+            link="A link to the clip (TikTok, Instagram, YouTube, X, …)",
+            clip="A video or audio file",
+        )
+        @anywhere
+        @any_install
+        async def whichepisode(
+            interaction: discord.Interaction,
+            link: str | None = None,
+            clip: discord.Attachment | None = None,
+        ) -> None:
+            await self._on_slash(interaction, link, clip)
+
+        @tree.context_menu(name=CONTEXT_MENU_NAME)
+        @anywhere
+        @any_install
+        async def which_episode_menu(
+            interaction: discord.Interaction, message: discord.Message
+        ) -> None:
+            await self._on_menu(interaction, message)
+
+        group = app_commands.Group(
+            name="citywok",
+            description="CityWok settings for this server",
+            default_permissions=discord.Permissions(manage_guild=True),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+        )
+
+        @group.command(
+            name="autoscan", description="Answer every clip posted in this server automatically"
+        )
+        @app_commands.describe(state="on or off")
+        async def autoscan(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+            await self._on_autoscan(interaction, state == "on")
+
+        tree.add_command(group)
+
+    async def _on_slash(
+        self,
+        interaction: discord.Interaction,
+        link: str | None,
+        clip: discord.Attachment | None,
+    ) -> None:
+        link = (link or "").strip() or None
+        if (link is None) == (clip is None):
+            await interaction.response.send_message(
+                "Give me exactly one thing to look at: either `link` or `clip`.", ephemeral=True
+            )
+            return
+        source = Link(link) if link is not None else attachment2source(clip)  # type: ignore[arg-type]
+        await self._answer_interaction(interaction, source)
+
+    async def _on_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        sources = self._sources(message)
+        if not sources:
+            await interaction.response.send_message(
+                "That message has no link or video I can listen to.", ephemeral=True
+            )
+            return
+        await self._answer_interaction(interaction, sources[0])
+
+    async def _on_autoscan(self, interaction: discord.Interaction, enabled: bool) -> None:
+        # Discord enforces Manage Server by default, but server admins can change who sees the
+        # command; the switch itself stays with people who manage the server.
+        if interaction.guild_id is None or not interaction.permissions.manage_guild:
+            await interaction.response.send_message(
+                "Only people who can manage this server can change automatic scanning.",
+                ephemeral=True,
+            )
+            return
+        self._autoscan.set(interaction.guild_id, enabled)
+        text = (
+            "Automatic scanning is **on**: I'll answer every clip posted here."
+            if enabled
+            else "Automatic scanning is **off**: mention me, reply to me, or use /whichepisode."
+        )
+        if enabled and not self._content_intent:
+            text += (
+                " (I can't read messages in this server without the message content "
+                "intent, so for now I only answer mentions and replies.)"
+            )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    async def _answer_interaction(
+        self, interaction: discord.Interaction, source: Link | Attachment
+    ) -> None:
+        # Acknowledge first: Discord drops interactions not answered within 3 s.
+        await interaction.response.defer(thinking=True)
+        request = Request(
+            user=discord_user(interaction.user),
+            source=source,
+            chat_key=f"discord:{interaction.channel_id or interaction.user.id}",
+            id=new_request_id(),
+        )
+        target = InteractionTarget(interaction, request.id)
+        await self._run(request, target, asked=True)
+
+    async def _on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """Last handler for command failures: log with an id, tell the user without a trace."""
+        error_id = new_request_id()
+        logger.error("Discord command failed (error id %s)", error_id, exc_info=error)
+        message = Internal(error_id).message
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(message, ephemeral=True)
+            else:
+                await interaction.response.send_message(message, ephemeral=True)
+
+    # -- channel messages
+
+    def _make_on_message(
+        self, client: discord.Client
+    ) -> Callable[[discord.Message], Coroutine[Any, Any, None]]:
+        async def on_message(message: discord.Message) -> None:
+            await self._on_message(client, message)
+
+        return on_message
+
+    async def _on_message(self, client: discord.Client, message: discord.Message) -> None:
+        if message.author.bot or message.webhook_id is not None or client.user is None:
+            return
+        asked = self._is_addressed(client, message)
+        scanning = (
+            message.guild is not None
+            and self._content_intent
+            and self._autoscan.enabled(message.guild.id)
+        )
+        if not (asked or scanning):
+            return
+        sources = self._sources(message)
+        referenced = message.reference.resolved if message.reference else None
+        if not sources and asked and isinstance(referenced, discord.Message):
+            # "@CityWok which episode?" in reply to someone else's clip.
+            sources = self._sources(referenced)
+        if not sources:
+            if asked:
+                await self._reply_text(message, self._usage(message.author))
+            return
+        request = Request(
+            user=discord_user(message.author),
+            source=sources[0],
+            chat_key=f"discord:{message.channel.id}",
+            id=new_request_id(),
+        )
+        await self._run(request, MessageReplyTarget(message, request.id), asked=asked)
+
+    def _sources(self, message: discord.Message) -> list[Link | Attachment]:
+        return message_sources(message, extra_hosts=self._extra_hosts)
+
+    @staticmethod
+    def _is_addressed(client: discord.Client, message: discord.Message) -> bool:
+        """DMs, mentions and replies that ping the bot: all visible without the intent."""
+        if message.guild is None:
+            return True
+        return client.user is not None and client.user in message.mentions
+
+    def _usage(self, author: discord.abc.User) -> str:
+        minute_left, day_left = self._limits.remaining(discord_user(author))
+        return (
+            "Send me a link (TikTok, Instagram, YouTube, X, Reddit) or a video and I'll tell "
+            "you which episode it's from; /whichepisode works too. "
+            f"You can ask {minute_left} more this minute, {day_left} more today."
+        )
+
+    @staticmethod
+    async def _reply_text(message: discord.Message, text: str) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await message.reply(text, mention_author=False)
+
+    # -- running one request
+
+    async def _run(
+        self, request: Request, target: InteractionTarget | MessageReplyTarget, *, asked: bool
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._work.add(task)
+        logger.info(
+            "request %s: discord %s from %s",
+            request.id,
+            type(request.source).__name__.lower(),
+            request.user.key,
+        )
+        try:
+            states = self._service.handle(request)
+            if not asked:
+                states = _quiet_unless_asked(states, request.id)
+            live = LiveReply(target, min_interval_s=self._edit_interval_s)
+            await live.run(states, render_state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("request %s: Discord reply failed", request.id)
+            with contextlib.suppress(Exception):
+                await target.edit(
+                    render_state(Failed(error=Internal(request.id), request_id=request.id))
+                )
+        finally:
+            if task is not None:
+                self._work.discard(task)
+
+
+async def _quiet_unless_asked(
+    states: AsyncIterator[State], request_id: str
+) -> AsyncIterator[State]:
+    """When the bot scanned a message on its own, a "slow down" or "busy" answer is noise for
+    someone who did not ask: drop such a request silently (logged)."""
+    first = True
+    try:
+        async for state in states:
+            if first and isinstance(state, Failed) and state.error.kind in QUIET_WHEN_UNASKED:
+                logger.info("request %s: unasked scan skipped (%s)", request_id, state.error.kind)
+                return
+            first = False
+            yield state
+    finally:
+        aclose = getattr(states, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+__all__ = ["AutoscanStore", "DiscordAdapter", "rendered2embed"]
