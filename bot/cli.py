@@ -8,6 +8,7 @@ other errors, each with a one-line message on stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -15,9 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.config import ConfigError, load_settings
+from bot.errors import UserFacingError
+from bot.fetch import Fetcher
 from bot.render import describe_result, format_timestamp
+from bot.request import Link
 from matcher.build import build_index
-from matcher.decode import decode_file
+from matcher.decode import Audio, decode_bytes, decode_file
 from matcher.errors import MatcherError
 from matcher.identify import Matcher
 from matcher.names import load_titles
@@ -49,10 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--index", required=True, type=Path)
 
     match = commands.add_parser("match", help="identify clips")
-    match.add_argument("inputs", nargs="+", help="media files")
+    match.add_argument("inputs", nargs="+", help="media files or links (TikTok, Reels, …)")
     match.add_argument("--index", required=True, type=Path)
     match.add_argument("--json", action="store_true", help="one JSON object per input")
     match.add_argument("--ffmpeg")
+    match.add_argument("--config", type=Path, help="TOML config (fetch limits for links)")
 
     demo = commands.add_parser("demo", help="offline demo on a generated catalogue")
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder")
@@ -79,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MatcherError as e:
         print(f"citywok: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:
+        print(f"citywok: config: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -86,12 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """`citywok run`: exit 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad config, 1 when
     the bot cannot start (no token set, no index)."""
-    import asyncio
     import logging
     import os
 
     from bot.app import StartupError, run
-    from bot.config import ConfigError, load_settings
 
     try:
         settings = load_settings(args.config, os.environ)
@@ -165,31 +172,65 @@ def _index_info(args: argparse.Namespace) -> int:
 def _match(args: argparse.Namespace) -> int:
     index = load_index(args.index, params=FingerprintParams())
     matcher = Matcher(index)
-    for source in args.inputs:
-        started = time.perf_counter()
-        try:
-            audio = decode_file(
-                Path(source),
-                sr=matcher.sr,
-                max_duration_s=QUERY_MAX_DURATION_S,
-                timeout_s=QUERY_DECODE_TIMEOUT_S,
-                ffmpeg=args.ffmpeg,
-            )
-            result = matcher.identify(audio.samples)
-            error = None
-        except MatcherError as e:
-            result, error = None, str(e)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
-        if args.json:
-            print(json.dumps(result_json(source, result, error=error, elapsed_ms=elapsed_ms)))
-        elif result is None:
-            print(f"{source}: error: {error}")
-        else:
-            print(f"{source}: {describe_result(result)}")
-            for seg in result.segments[1:]:
-                print(f"  {format_timestamp(seg.query_start_s)}: {seg.episode}")
-        sys.stdout.flush()
+    # Links go through the bot's own fetcher (same hosts, caps and network guard), on one loop.
+    with asyncio.Runner() as runner, _LinkFetcher(args.config, runner) as links:
+        for source in args.inputs:
+            started = time.perf_counter()
+            try:
+                audio = _decode_input(source, links, sr=matcher.sr, ffmpeg=args.ffmpeg)
+                result, error = matcher.identify(audio.samples), None
+            except (MatcherError, UserFacingError) as e:
+                result, error = None, str(e)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            _print_match(args, source, result, error=error, elapsed_ms=elapsed_ms)
     return 0
+
+
+def _decode_input(source: str, links: _LinkFetcher, *, sr: int, ffmpeg: str | None) -> Audio:
+    limits = {"sr": sr, "max_duration_s": QUERY_MAX_DURATION_S, "timeout_s": QUERY_DECODE_TIMEOUT_S}
+    if source.startswith(("http://", "https://")):
+        return decode_bytes(links.fetch(source), **limits, ffmpeg=ffmpeg)
+    return decode_file(Path(source), **limits, ffmpeg=ffmpeg)
+
+
+def _print_match(
+    args: argparse.Namespace,
+    source: str,
+    result: MatchResult | None,
+    *,
+    error: str | None,
+    elapsed_ms: float,
+) -> None:
+    if args.json:
+        print(json.dumps(result_json(source, result, error=error, elapsed_ms=elapsed_ms)))
+    elif result is None:
+        print(f"{source}: error: {error}")
+    else:
+        print(f"{source}: {describe_result(result)}")
+        for seg in result.segments[1:]:
+            print(f"  {format_timestamp(seg.query_start_s)}: {seg.episode}")
+    sys.stdout.flush()
+
+
+class _LinkFetcher:
+    """The bot's Fetcher for a synchronous command: built on first use, closed at the end."""
+
+    def __init__(self, config: Path | None, runner: asyncio.Runner) -> None:
+        self._settings = load_settings(config).fetch
+        self._runner = runner
+        self._fetcher: Fetcher | None = None
+
+    def __enter__(self) -> _LinkFetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fetcher is not None:
+            self._runner.run(self._fetcher.close())
+
+    def fetch(self, url: str) -> bytes:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(self._settings)
+        return self._runner.run(self._fetcher.fetch(Link(url)))
 
 
 def result_json(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from matcher.synth import make_episode
+from tests.fakes.media_server import serve_media
 from tests.media import make_media
 
 SR = 8000
@@ -114,3 +116,37 @@ def test_demo_identifies_its_clip(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Correct: the clip was cut from S01E04 at 1:23." in done.stdout
     assert "listening" in done.stdout or "S01E04" in done.stdout.splitlines()[-3]
+
+
+async def _citywok_async(*args: str | Path) -> tuple[int, str]:
+    """The CLI in a child process, while this test's loop keeps serving the media server."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+    )
+    stdout, stderr = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode is not None
+    return child.returncode, stdout.decode() + stderr.decode()
+
+
+async def test_match_takes_links_through_the_bot_fetcher(
+    index_dir: Path, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "citywok.toml"
+    config.write_text('[fetch]\nallow_networks = ["127.0.0.0/8"]\n')
+    async with serve_media(clips["known"].read_bytes()) as server:
+        link = server.url("/video.mp4")
+        code, out = await _citywok_async(
+            "match", "--index", index_dir, "--json", "--config", config, link,
+            "https://example.com/some/page",
+        )
+        assert code == 0, out
+        known, unsupported = (json.loads(line) for line in out.splitlines()[:2])
+        assert known["input"] == link and known["episode"] == "S01E03"
+        assert known["offset_s"] == pytest.approx(61.0, abs=1.0)
+        assert unsupported["status"] == "error" and "site" in unsupported["error"]
+        # Without the test configuration, loopback is a private address and is refused.
+        code, out = await _citywok_async("match", "--index", index_dir, "--json", link)
+        row = json.loads(out.splitlines()[0])
+        assert code == 0 and row["status"] == "error" and "private" in row["error"]
+        assert server.hits["/video.mp4"] == 1
