@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--ffmpeg", help="path to ffmpeg (default: system, then bundled)")
     info = index.add_parser("info", help="describe an index")
     info.add_argument("--index", required=True, type=Path)
+    publish = index.add_parser("publish", help="upload an index to S3-compatible storage")
+    publish.add_argument("--index", required=True, type=Path)
+    publish.add_argument("--to", required=True, help="s3://bucket/prefix")
+    publish.add_argument("--endpoint-url", help="e.g. https://ACCOUNT.r2.cloudflarestorage.com")
+    pull = index.add_parser("pull", help="download the published index (atomic, verified)")
+    pull.add_argument("--from", dest="remote", required=True, help="s3://bucket/prefix")
+    pull.add_argument("--index", required=True, type=Path)
+    pull.add_argument("--endpoint-url")
 
     match = commands.add_parser("match", help="identify clips")
     match.add_argument("inputs", nargs="+", help="media files or links (TikTok, Reels, …)")
@@ -73,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "index" and args.index_command == "build":
             return _index_build(args)
+        if args.command == "index" and args.index_command in ("publish", "pull"):
+            return _index_remote(args)
         if args.command == "index":
             return _index_info(args)
         if args.command == "match":
@@ -150,6 +160,23 @@ def _index_build(args: argparse.Namespace) -> int:
         print(f"  failed: {path}: {error}")
     for episode in report.dropped:
         print(f"  dropped (no longer in the sources): {episode}")
+    return 0
+
+
+def _index_remote(args: argparse.Namespace) -> int:
+    from bot.remote_index import RemoteLocation, publish_index, pull_index
+
+    if args.index_command == "publish":
+        location = RemoteLocation.parse(args.to, endpoint_url=args.endpoint_url)
+        manifest = publish_index(args.index, location)
+        print(
+            f"published {manifest['generation']} ({len(manifest['episodes'])} episodes) "
+            f"to {location}"
+        )
+        return 0
+    location = RemoteLocation.parse(args.remote, endpoint_url=args.endpoint_url)
+    changed = pull_index(location, args.index)
+    print(f"{args.index}: {'updated from' if changed else 'already current with'} {location}")
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +152,24 @@ def test_foreign_format_is_refused_before_download(
 def test_bad_locations_are_refused(url: str) -> None:
     with pytest.raises(RemoteIndexError, match="s3://bucket/prefix"):
         RemoteLocation.parse(url)
+
+
+def test_cli_publish_and_pull(s3: str, memory_index: FingerprintIndex, tmp_path: Path) -> None:
+    _write(memory_index, tmp_path / "built")
+    remote = f"s3://{BUCKET}/cli"
+
+    def citywok(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", "index", *args, "--endpoint-url", s3],
+            capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120,
+        )
+
+    done = citywok("publish", "--index", str(tmp_path / "built"), "--to", remote)
+    assert done.returncode == 0, done.stderr
+    assert "6 episodes" in done.stdout
+    done = citywok("pull", "--from", remote, "--index", str(tmp_path / "served"))
+    assert done.returncode == 0 and "updated" in done.stdout
+    assert load_index(tmp_path / "served").episodes == memory_index.episodes
+    done = citywok("pull", "--from", f"s3://{BUCKET}/nothing", "--index", str(tmp_path / "x"))
+    assert done.returncode == 1 and "citywok index publish" in done.stderr
+    assert "Traceback" not in done.stderr
