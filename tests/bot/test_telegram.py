@@ -1,0 +1,626 @@
+"""End-to-end tests of the Telegram adapter: the real python-telegram-bot client against a fake
+Bot API server, the real core Service and Matcher over the in-memory catalogue, real media made
+with ffmpeg. Nothing of ours is mocked; the only fakes are Telegram and the web.
+
+Every clip is 6 s of noise then 12 s of episode S01E03 from 0:40, so the matcher answers in
+stages: nothing after 3 s and 5 s, the episode after 10 s, at 0:34 (where the clip starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import telegram
+
+from bot.app import run
+from bot.config import Settings, load_settings
+from bot.errors import AlreadyWorking, Busy, NotMedia, RateLimited
+from bot.fetch import Fetcher
+from bot.limits import Limits
+from bot.netguard import BLOCKED_MESSAGE
+from bot.render import Rendered, render_error
+from bot.service import Service
+from bot.telegram_adapter import TelegramAdapter, help_html, to_html
+from matcher.identify import Matcher
+from matcher.index import FingerprintIndex
+from matcher.store import write_index
+from tests.conftest import SR
+from tests.fakes.media_server import serve_media
+from tests.fakes.telegram_server import (
+    BOT_USERNAME,
+    TOKEN,
+    BotMessage,
+    Call,
+    FakeTelegramServer,
+    visible_text,
+)
+from tests.media import make_media
+
+EPISODE = "S01E03"
+AT = "0:34"
+CLIP_START_S = 40
+NOISE_S = 6
+MB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Media
+
+
+@pytest.fixture(scope="session")
+def clip_samples(catalogue: list[np.ndarray]) -> np.ndarray:
+    noise = np.random.default_rng(3).standard_normal(NOISE_S * SR).astype(np.float32) * 0.05
+    scene = catalogue[2][CLIP_START_S * SR : (CLIP_START_S + 12) * SR]
+    return np.concatenate([noise, scene])
+
+
+@pytest.fixture(scope="session")
+def clips(clip_samples: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The clip as users send it: an mp4 (video, GIF, video note, document), m4a, voice opus."""
+    folder = tmp_path_factory.mktemp("telegram-clips")
+    return {
+        fmt: make_media(folder, clip_samples, SR, fmt).read_bytes()
+        for fmt in ("mp4", "m4a", "opus")
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The bot under test
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A reply that failed quietly still fails the test: our code logs it at ERROR."""
+    yield
+    errors = [
+        f"{r.name}: {r.getMessage()}"
+        for phase in ("setup", "call", "teardown")
+        for r in caplog.get_records(phase)  # type: ignore[arg-type]
+        if r.levelno >= logging.ERROR and r.name.startswith("bot")
+    ]
+    assert not errors
+
+
+@dataclass
+class Harness:
+    server: FakeTelegramServer
+    adapter: TelegramAdapter
+    settings: Settings
+
+    async def reply(
+        self, message: dict[str, Any], done: Callable[[str], bool], *, timeout_s: float = 30.0
+    ) -> BotMessage:
+        """The bot's reply to `message`, once its visible text satisfies `done`."""
+
+        def ready() -> BotMessage | None:
+            found = self.server.reply_to(message)
+            return found if found is not None and done(found.text) else None
+
+        return await self.server.wait_until(ready, timeout_s=timeout_s)
+
+    async def answer(self, message: dict[str, Any]) -> BotMessage:
+        return await self.reply(message, lambda text: EPISODE in text)
+
+
+def write_config(tmp_path: Path, *, per_minute: int, per_day: int) -> Path:
+    path = tmp_path / "citywok.toml"
+    path.write_text(
+        f"""
+[index]
+dir = "{tmp_path / 'index'}"
+
+[matcher]
+workers = 2
+stages_s = [3.0, 5.0, 10.0]
+
+[fetch]
+timeout_s = 20
+allow_networks = ["127.0.0.0/8"]
+
+[limits]
+per_minute = {per_minute}
+per_day = {per_day}
+max_concurrent = 2
+max_queue = 50
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+BotFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def telegram_server() -> AsyncIterator[FakeTelegramServer]:
+    server = FakeTelegramServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def start_bot(
+    telegram_server: FakeTelegramServer, memory_index: FingerprintIndex, tmp_path: Path
+) -> AsyncIterator[BotFactory]:
+    """Starts the whole Telegram side (adapter + real core) with the given limits."""
+    running: list[tuple[TelegramAdapter, Fetcher, concurrent.futures.Executor]] = []
+
+    async def start(
+        *,
+        per_minute: int = 100,
+        per_day: int = 1000,
+        paced: bool = False,
+    ) -> Harness:
+        config = write_config(tmp_path, per_minute=per_minute, per_day=per_day)
+        env = {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_BASE": telegram_server.api_base,
+            "TELEGRAM_FILE_BASE": telegram_server.file_base,
+        }
+        settings = load_settings(config, env)
+        executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="test-matcher")
+        fetcher = Fetcher(settings.fetch)
+        limits = Limits(settings.limits)
+        service = Service(Matcher(memory_index), fetcher, limits, settings, executor)
+        # Unpaced: no delay between edits, so every state the core produces is shown (the
+        # matcher takes far longer per stage than an edit to the fake). `paced`: Telegram's.
+        intervals = {} if paced else {"private_interval_s": 0.0, "group_interval_s": 0.0}
+        adapter = TelegramAdapter(settings, service, limits, **intervals)
+        await adapter.start()
+        running.append((adapter, fetcher, executor))
+        return Harness(telegram_server, adapter, settings)
+
+    yield start
+    for adapter, fetcher, executor in running:
+        await adapter.stop()
+        await fetcher.close()
+        executor.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Private chats
+
+
+async def test_private_video_gets_a_live_reply_that_ends_with_the_episode(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    user = bot.server.user("Alice")
+    sent = bot.server.push_private_media("video", clips["mp4"], user=user)
+
+    reply = await bot.answer(sent)
+
+    assert EPISODE in reply.text and AT in reply.text
+    assert reply.reply_to_message_id == sent["message_id"]  # quotes the user's message
+    assert reply.edits >= 2, reply.versions  # fetching → listening… → answer, in place
+    first = bot.server.calls_of("sendMessage")[0]
+    assert first.params["parse_mode"] == "HTML"
+    assert first.params["reply_parameters"]["message_id"] == sent["message_id"]
+    assert any(
+        c.params["action"] == "typing" and c.params["chat_id"] == user["id"]
+        for c in bot.server.calls_of("sendChatAction")
+    )
+    assert len(bot.server.replies_to(user["id"], sent["message_id"])) == 1
+
+
+async def test_with_telegram_pacing_the_answer_still_arrives(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Production intervals (1 s between edits in private): intermediate states may be skipped,
+    the answer never is."""
+    bot = await start_bot(paced=True)
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+    assert reply.versions[0] != reply.text  # sent early, then edited into the answer
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt", "fields"),
+    [
+        ("video_note", "mp4", {}),
+        ("animation", "mp4", {}),
+        ("audio", "m4a", {"mime_type": "audio/mp4", "file_name": "clip.m4a"}),
+        ("voice", "opus", {}),
+        ("document", "mp4", {"mime_type": "video/mp4", "file_name": "from-my-phone.mp4"}),
+    ],
+)
+async def test_every_kind_of_clip_is_answered_in_private(
+    start_bot: BotFactory, clips: dict[str, bytes], kind: str, fmt: str, fields: dict[str, Any]
+) -> None:
+    bot = await start_bot()
+    sent = bot.server.push_private_media(kind, clips[fmt], user=bot.server.user(), **fields)
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+
+
+async def test_forwarded_clip_is_answered(start_bot: BotFactory, clips: dict[str, bytes]) -> None:
+    bot = await start_bot()
+    friend = bot.server.user("Bob")
+    sent = bot.server.push_private_media(
+        "video", clips["mp4"], user=bot.server.user("Alice"), forwarded_from=friend
+    )
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+
+
+async def test_link_to_a_clip_is_fetched_and_answered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    async with serve_media(clips["mp4"]) as media:
+        url = media.url("/video.mp4")
+        sent = bot.server.push_private_text(f"which one is this? {url}", user=bot.server.user())
+
+        reply = await bot.answer(sent)
+
+        assert AT in reply.text
+        assert media.hits["/video.mp4"] == 1
+    assert not bot.server.calls_of("getFile")
+
+
+async def test_link_to_a_private_address_is_refused_without_contacting_it(
+    start_bot: BotFactory,
+) -> None:
+    bot = await start_bot()
+    sent = bot.server.push_private_text(
+        "http://10.1.2.3/secret.mp4", user=bot.server.user()
+    )
+
+    reply = await bot.reply(sent, lambda text: BLOCKED_MESSAGE in text)
+
+    assert EPISODE not in reply.text
+    assert not bot.server.calls_of("getFile")
+
+
+async def test_corrupt_video_gets_a_clear_error(start_bot: BotFactory) -> None:
+    bot = await start_bot()
+    garbage = b"\x00\x00\x00\x18ftypmp42" + np.random.default_rng(5).bytes(50_000)
+    sent = bot.server.push_private_media("video", garbage, user=bot.server.user())
+
+    reply = await bot.reply(sent, lambda text: text.startswith(render_error(NotMedia()).title))
+
+    assert EPISODE not in reply.text
+    assert "Traceback" not in reply.text and "ffmpeg" not in reply.text
+
+
+async def test_oversized_file_is_refused_before_downloading(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    sent = bot.server.push_private_media(
+        "video", clips["mp4"], user=bot.server.user(), file_size=25 * MB
+    )
+
+    reply = await bot.reply(sent, lambda text: "20 MB" in text)
+
+    assert "too big" in reply.text
+    assert not bot.server.calls_of("getFile")
+    assert not bot.server.calls_of("download")
+
+
+async def test_file_telegram_refuses_to_serve_gets_the_size_message(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """No size on the message (Telegram may omit it): getFile's "file is too big" is the check."""
+    bot = await start_bot()
+    bot.server.download_limit_bytes = len(clips["mp4"]) - 1
+    sent = bot.server.push_private_media(
+        "video", clips["mp4"], user=bot.server.user(), file_size=None
+    )
+
+    reply = await bot.reply(sent, lambda text: "too big" in text)
+
+    assert [c.status for c in bot.server.calls_of("getFile")] == [400]
+    assert not bot.server.calls_of("download")
+    assert EPISODE not in reply.text
+
+
+async def test_text_without_a_link_gets_a_hint(start_bot: BotFactory) -> None:
+    bot = await start_bot()
+    sent = bot.server.push_private_text("hello there", user=bot.server.user())
+
+    reply = await bot.reply(sent, lambda text: "/help" in text)
+
+    assert "Send me" in reply.text
+
+
+async def test_help_explains_what_to_send_and_shows_the_quota(start_bot: BotFactory) -> None:
+    bot = await start_bot(per_minute=5, per_day=100)
+    user = bot.server.user()
+    chat = bot.server.private_chat(user)
+
+    for command in ("start", "help"):
+        sent = bot.server.push_command(command, user=user, chat=chat)
+        reply = await bot.reply(sent, lambda text: "left" in text)
+        assert "video" in reply.text and "link" in reply.text
+        assert "5 requests left this minute and 100 today" in reply.text
+    assert {c["command"] for c in bot.server.commands} >= {"whichepisode", "help", "start"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups (privacy mode on: the fake delivers only what Telegram would)
+
+
+async def test_group_clip_with_a_mention_is_answered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    sent = bot.server.post_group_media(
+        "video", clips["mp4"], user=bot.server.user(), caption=f"@{BOT_USERNAME} which one?"
+    )
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+    assert reply.chat_id == sent["chat"]["id"]
+
+
+async def test_group_clip_captioned_with_the_command_is_answered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    sent = bot.server.post_group_media(
+        "animation", clips["mp4"], user=bot.server.user(), caption=f"/whichepisode@{BOT_USERNAME}"
+    )
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+
+
+async def test_reply_to_a_clip_mentioning_the_bot_is_answered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    clip = bot.server.post_group_media("video", clips["mp4"], user=bot.server.user("Alice"))
+    ask = bot.server.push_reply_mention(clip, user=bot.server.user("Bob"))
+
+    reply = await bot.answer(ask)
+
+    assert AT in reply.text
+    assert not bot.server.reply_to(clip)  # the answer quotes the one who asked
+
+
+async def test_whichepisode_as_a_reply_and_with_a_link(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    clip = bot.server.post_group_media("video", clips["mp4"], user=bot.server.user("Alice"))
+    as_reply = bot.server.push_whichepisode(user=bot.server.user("Bob"), reply_to=clip)
+    assert AT in (await bot.answer(as_reply)).text
+
+    async with serve_media(clips["mp4"]) as media:
+        with_link = bot.server.push_whichepisode(
+            user=bot.server.user("Carol"), args=media.url("/video.mp4")
+        )
+        assert AT in (await bot.answer(with_link)).text
+
+
+async def test_reply_to_the_bot_with_a_clip_is_answered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    user = bot.server.user("Alice")
+    first = bot.server.push_whichepisode(user=user)
+    hint = await bot.reply(first, lambda text: "/whichepisode" in text)
+
+    obj = bot.server.media("video", clips["mp4"])
+    original = bot.server.chat_messages[(hint.chat_id, hint.message_id)]
+    again = bot.server.message(original["chat"], user, reply_to=original, media={"video": obj})
+    assert bot.server.deliver(again)
+
+    reply = await bot.answer(again)
+    assert AT in reply.text
+
+
+async def test_group_messages_not_for_the_bot_are_ignored(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Even without privacy mode, a clip nobody asked about gets no reply."""
+    bot = await start_bot()
+    bot.server.privacy_mode = False
+    ignored = bot.server.post_group_media("video", clips["mp4"], user=bot.server.user())
+    asked = bot.server.push_group_mention(user=bot.server.user(), text="hi")
+
+    await bot.reply(asked, lambda text: "mention me" in text)
+
+    assert bot.server.reply_to(ignored) is None
+    assert not bot.server.calls_of("getFile")
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits and Telegram's errors
+
+
+async def test_rate_limited_user_is_told_when_to_come_back(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot(per_minute=1, per_day=100)
+    user = bot.server.user()
+    first = bot.server.push_private_media("video", clips["mp4"], user=user)
+    await bot.answer(first)
+
+    second = bot.server.push_private_media("video", clips["mp4"], user=user)
+    slow_down = render_error(RateLimited(60)).title
+    reply = await bot.reply(second, lambda text: text.startswith(slow_down))
+
+    assert EPISODE not in reply.text
+    assert len(bot.server.calls_of("getFile")) == 1  # the refused clip was never downloaded
+    other = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user("Bob"))
+    await bot.answer(other)  # limits are per user
+
+
+def carries_the_answer(params: dict[str, Any]) -> bool:
+    return EPISODE in str(params.get("text", ""))
+
+
+def answer_edits(server: FakeTelegramServer) -> list[Call]:
+    return [c for c in server.calls_of("editMessageText") if carries_the_answer(c.params)]
+
+
+async def test_flood_control_on_the_final_edit_is_waited_out(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """429 on the edit that carries the answer: the adapter reports "retry later" to the core,
+    which waits as long as Telegram asked and delivers the answer after all."""
+    bot = await start_bot()
+    bot.server.script_retry_after("editMessageText", retry_after_s=1, when=carries_the_answer)
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+    assert [c.status for c in answer_edits(bot.server)] == [429, 200]
+    assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
+
+
+async def test_message_not_modified_counts_as_delivered(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Telegram refuses an edit that changes nothing; the adapter takes it as delivered: no
+    retry, no second message, no error logged (the autouse check below)."""
+    bot = await start_bot()
+    bot.server.script_not_modified(when=carries_the_answer)
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+
+    reply = await bot.answer(sent)
+    await bot.server.wait_for(lambda c: c.method == "editMessageText" and c.status == 400)
+
+    assert AT in reply.text
+    assert [c.status for c in answer_edits(bot.server)] == [400]
+    assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
+
+
+async def test_ten_clips_at_once_each_get_an_answer(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot(per_minute=100, per_day=1000)
+    user = bot.server.user()
+    sent = [
+        bot.server.push_private_media("video", clips["mp4"], user=user) for _ in range(10)
+    ]
+
+    refusals = tuple(render_error(e).title for e in (AlreadyWorking(), Busy(), RateLimited(1)))
+
+    def settled(text: str) -> bool:
+        # An answer, or one clear sentence why not (one at a time, busy, too many).
+        return EPISODE in text or text.startswith(refusals)
+
+    replies = await asyncio.gather(*(bot.reply(m, settled) for m in sent))
+
+    assert any(EPISODE in r.text for r in replies)
+    assert all(len(bot.server.replies_to(m["chat"]["id"], m["message_id"])) == 1 for m in sent)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole process
+
+
+async def test_citywok_run_serves_telegram_and_stops_cleanly(
+    telegram_server: FakeTelegramServer,
+    memory_index: FingerprintIndex,
+    clips: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    """`bot.app.run` as `citywok run` calls it: index from disk, the real adapter picked by the
+    token, a clip answered, then a clean stop."""
+    index_dir = tmp_path / "index"
+    write_index(
+        index_dir, params=memory_index.params, episodes=memory_index.episodes,
+        offsets=memory_index.offsets, positions=memory_index.positions,
+    )
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_BASE": telegram_server.api_base,
+        "TELEGRAM_FILE_BASE": telegram_server.file_base,
+    }
+    settings = load_settings(write_config(tmp_path, per_minute=5, per_day=100), env)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run(settings, stop=stop))
+    try:
+        await telegram_server.wait_for(lambda c: c.method == "getUpdates")
+        sent = telegram_server.push_private_media(
+            "video", clips["mp4"], user=telegram_server.user()
+        )
+        reply = await telegram_server.wait_until(
+            lambda: (r := telegram_server.reply_to(sent)) is not None and EPISODE in r.text and r
+        )
+        assert AT in reply.text
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake itself, driven by the real client: what the adapter tests rely on
+
+
+async def test_fake_confirms_updates_by_offset_and_applies_privacy_mode(
+    telegram_server: FakeTelegramServer,
+) -> None:
+    server = telegram_server
+    user = server.user()
+    async with telegram.Bot(TOKEN, base_url=server.api_base, base_file_url=server.file_base) as tg:
+        assert tg.username == BOT_USERNAME
+        first = server.push_private_text("one", user=user)
+        # Privacy mode: a clip and chatter that don't address the bot never reach it.
+        server.post_group_media("video", b"clip", user=user)
+        server.push_group_text("chatter", user=user)
+        mention = server.push_group_mention(user=user, text="hi")
+
+        updates = await tg.get_updates(timeout=1)
+        assert [u.message.message_id for u in updates if u.message] == [
+            first["message_id"], mention["message_id"],
+        ]
+        assert await tg.get_updates(timeout=1) == updates  # not confirmed yet
+        assert await tg.get_updates(offset=updates[-1].update_id + 1, timeout=1) == ()
+
+        sent = await tg.send_message(user["id"], "<b>a &amp; b</b>", parse_mode="HTML")
+        with pytest.raises(telegram.error.BadRequest, match="not modified"):
+            await sent.edit_text("<b>a &amp; b</b>", parse_mode="HTML")
+        with pytest.raises(telegram.error.BadRequest, match="parse entities"):
+            await sent.edit_text("a < b & c", parse_mode="HTML")
+    assert server.bot_messages[(user["id"], sent.message_id)].text == "a & b"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering (pure)
+
+
+def test_html_is_escaped_and_accepted_by_telegram() -> None:
+    rendered = Rendered(
+        title='S01E02 "Fish & <Chips>"',
+        lines=["0:00–0:07 at 3:10", "a <b>tag</b> & more"],
+        kind="answer",
+        ephemeral=False,
+    )
+    text = to_html(rendered)
+
+    assert visible_text(text, "HTML") == (
+        'S01E02 "Fish & <Chips>"\n0:00–0:07 at 3:10\na <b>tag</b> & more'
+    )
+    assert text.startswith("<b>") and html.escape("<Chips>") in text
+
+
+def test_help_for_an_unlimited_user() -> None:
+    text = help_html(minute_left=float("inf"), day_left=float("inf"), max_download_mb=20)
+    assert "no request limit" in visible_text(text, "HTML")
