@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 # Generations kept remotely besides the current one, for hosts still downloading them.
 KEEP_OLD_GENERATIONS = 2
 _CHUNK_BYTES = 1 << 20
+# Names a published manifest may use. Anything else is refused: a manifest comes from a bucket,
+# and a name like "../../x" must never become a path on the serving host.
+_GENERATION = re.compile(r"gen-[0-9a-f]{6,32}")
+_ARRAY_FILE = re.compile(r"[a-z_]{1,32}\.npy")
 
 
 class RemoteIndexError(IndexLoadError):
@@ -153,6 +158,11 @@ def fetch_remote_manifest(location: RemoteLocation, client: Any | None = None) -
         raise RemoteIndexError(f"reading {location} failed: {e}") from e
     if not isinstance(manifest.get("files"), dict) or "generation" not in manifest:
         raise RemoteIndexError(f"the manifest at {location} is not a published CityWok index")
+    files = manifest["files"]
+    if not _GENERATION.fullmatch(str(manifest["generation"])) or not all(
+        _ARRAY_FILE.fullmatch(str(name)) for name in files
+    ):
+        raise RemoteIndexError(f"the manifest at {location} names files this CityWok won't write")
     if manifest.get("format_version") != INDEX_FORMAT_VERSION:
         raise RemoteIndexError(
             f"the index at {location} has format version {manifest.get('format_version')}; "
@@ -186,6 +196,8 @@ def pull_index(location: RemoteLocation, index_dir: Path) -> bool:
     except RemoteIndexError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    # A pull killed between this rename and the manifest switch leaves the folder behind.
+    shutil.rmtree(index_dir / generation, ignore_errors=True)
     staging.rename(index_dir / generation)
     local = {k: v for k, v in remote.items() if k != "files"}
     write_json_atomic(index_dir / MANIFEST, local)

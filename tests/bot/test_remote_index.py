@@ -173,3 +173,36 @@ def test_cli_publish_and_pull(s3: str, memory_index: FingerprintIndex, tmp_path:
     done = citywok("pull", "--from", f"s3://{BUCKET}/nothing", "--index", str(tmp_path / "x"))
     assert done.returncode == 1 and "citywok index publish" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("files", {"../../escaped.npy": {"size": 1, "sha256": "x"}}), ("generation", "../gen-x")],
+)
+def test_hostile_manifest_names_are_refused(
+    s3: str, memory_index: FingerprintIndex, tmp_path: Path, field: str, value: object
+) -> None:
+    location = RemoteLocation.parse(f"s3://{BUCKET}/evil", endpoint_url=s3)
+    _write(memory_index, tmp_path / "built")
+    published = publish_index(tmp_path / "built", location)
+    client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
+    client.put_object(
+        Bucket=BUCKET, Key="evil/manifest.json", Body=json.dumps({**published, field: value})
+    )
+    with pytest.raises(RemoteIndexError, match="won't write"):
+        pull_index(location, tmp_path / "deep" / "served")
+    assert not (tmp_path / "escaped.npy").exists() and not (tmp_path / "deep").exists()
+
+
+def test_pull_recovers_from_a_pull_killed_before_its_switch(
+    s3: str, memory_index: FingerprintIndex, tmp_path: Path
+) -> None:
+    location = RemoteLocation.parse(f"s3://{BUCKET}/killed", endpoint_url=s3)
+    _write(memory_index, tmp_path / "built")
+    published = publish_index(tmp_path / "built", location)
+    # What a pull killed after renaming its download, before writing the manifest, leaves.
+    leftover = tmp_path / "served" / published["generation"]
+    leftover.mkdir(parents=True)
+    (leftover / "positions.npy").write_bytes(b"half")
+    assert pull_index(location, tmp_path / "served") is True
+    assert load_index(tmp_path / "served").episodes == memory_index.episodes
