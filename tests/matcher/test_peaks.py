@@ -116,3 +116,27 @@ def test_head_and_window_select_by_frame(episode: np.ndarray) -> None:
     assert len(head) == int((peaks.frame < 300).sum())
     window = peaks.window(300, 600)
     assert len(window) == int(((peaks.frame >= 300) & (peaks.frame < 600)).sum())
+
+
+def test_blocked_maxima_equal_the_whole_array_reference() -> None:
+    """The fast per-block filters must find exactly the maxima whole-array filters find,
+    across several block boundaries."""
+    from matcher.peaks import _PEAK_BLOCK_FRAMES, _block_maxima, _local_maxima_reference
+
+    y = make_episode(sr=SR, duration_s=_PEAK_BLOCK_FRAMES * 3.5 * PARAMS.frame_s, seed=3)
+    spec = audio2spectrogram(y, params=PARAMS)
+    floor_db = float(spec.max()) - 60.0
+    blocks = [
+        _block_maxima(spec, start, params=PARAMS, floor_db=floor_db)
+        for start in range(0, spec.shape[0], _PEAK_BLOCK_FRAMES)
+    ]
+    ref_frame, ref_band, ref_strength = _local_maxima_reference(
+        spec, params=PARAMS, floor_db=floor_db
+    )
+    frame = np.concatenate([b[0] for b in blocks])
+    band = np.concatenate([b[1] for b in blocks])
+    strength = np.concatenate([b[2] for b in blocks])
+    fast = sorted(zip(frame.tolist(), band.tolist(), strict=True))
+    slow = sorted(zip(ref_frame.tolist(), ref_band.tolist(), strict=True))
+    assert fast == slow and len(fast) > 1000
+    np.testing.assert_allclose(np.sort(strength), np.sort(ref_strength), atol=1e-4)
