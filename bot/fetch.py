@@ -8,14 +8,23 @@ This module must never: open a link from a site it does not support, connect to 
 network guard refuses (every host and redirect hop is checked, at connect time), hold more than
 `max_bytes` of a download, let a download run past `timeout_s`, leave yt-dlp's temporary files
 behind, or show a user yt-dlp's or aiohttp's own error text (that goes to the log, with the
-request id).
+request id). Nor may it queue without bound: a fetch waits at most `queue_wait_s` for a free slot
+(then the user is told we are busy), one platform never takes every slot, and the `timeout_s`
+clock starts only once the fetch has its slot, so a queue never shows up as a slow site.
+
+Proxies: none, ever. yt-dlp would otherwise take HTTP(S)_PROXY from the environment, and through a
+proxy the guard only sees the proxy's address while the proxy reaches private ones for us.
+aiohttp is told not to read the environment either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
+import importlib.util
+import io
 import ipaddress
 import logging
 import re
@@ -31,11 +40,13 @@ import aiohttp
 import yt_dlp
 import yt_dlp.networking.exceptions as ytdlp_net
 import yt_dlp.utils as ytdlp_utils
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from bot.config import FetchSettings
 from bot.errors import (
     BlockedAddress,
+    Busy,
     FetchFailed,
     NotMedia,
     PrivatePost,
@@ -63,6 +74,9 @@ MAX_REDIRECTS = 5
 _CHUNK_BYTES = 1 << 16
 # Enough of the start of a download to tell a web page or an image from media.
 _SNIFF_BYTES = 512
+# How long a fetch may wait for a free slot before the user is told we are busy. Short: a person
+# is watching, and "try again in a minute" beats a spinner that ends in a timeout.
+QUEUE_WAIT_S = 10.0
 
 # ---- messages: one sentence each, never the library's own text ------------------------------
 
@@ -88,6 +102,22 @@ MSG_SERVER_ERROR = "The site didn't hand over the video; try again in a minute."
 MSG_NOT_FOUND = "There's nothing at that link any more; it may have been removed."
 MSG_LOGIN = "That file needs a login, so I can't open it."
 MSG_TOO_MANY_REDIRECTS = "That link redirects too many times, so I gave up."
+MSG_BUSY = "All my download slots are busy right now; try again in a minute."
+MSG_CLOSING = "I'm restarting right now; try again in a minute."
+
+_PLATFORM_NAMES: dict[str, str] = {
+    "tiktok": "TikTok",
+    "instagram": "Instagram",
+    "youtube": "YouTube",
+    "x": "X",
+    "reddit": "Reddit",
+    "direct": "video file",
+}
+
+
+def _busy_message(platform: str) -> str:
+    name = _PLATFORM_NAMES.get(platform, platform)
+    return f"I'm already downloading as many {name} links as I can; try again in a minute."
 
 
 def _too_large_message(max_bytes: int) -> str:
@@ -332,23 +362,113 @@ def sniff(head: bytes, *, from_link: bool) -> None:
 # ---- the fetcher ----------------------------------------------------------------------------
 
 
+class FetchSlots:
+    """Who may fetch now: at most `size` fetches at once and `per_platform` for any one platform
+    (a throttled site must not take every slot), with a bounded wait for a slot. A fetch that
+    would wait longer gets `Busy` at once instead of a timeout later.
+
+    `release` must be called once for every successful `acquire`, when the work is really over
+    (for yt-dlp: when its thread has finished, not when we stopped waiting for it).
+    """
+
+    def __init__(self, size: int, *, per_platform: int, wait_s: float) -> None:
+        self.size = max(1, size)
+        self.per_platform = max(1, min(per_platform, self.size))
+        self.wait_s = wait_s
+        self._all = asyncio.Semaphore(self.size)
+        self._platforms: dict[str, asyncio.Semaphore] = {}
+
+    async def acquire(self, platform: str, request_id: str = "-") -> None:
+        """Take a slot for `platform`, or raise `Busy` once `wait_s` has passed without one."""
+        mine = self._platforms.setdefault(platform, asyncio.Semaphore(self.per_platform))
+        held: list[asyncio.Semaphore] = []
+        try:
+            async with asyncio.timeout(self.wait_s):
+                # Always the platform's slot first, then the shared one: one order, no deadlock.
+                for semaphore in (mine, self._all):
+                    await semaphore.acquire()
+                    held.append(semaphore)
+        except BaseException as error:
+            for semaphore in held:
+                semaphore.release()
+            if isinstance(error, TimeoutError):
+                log.info("[%s] no %s fetch slot in %g s", request_id, platform, self.wait_s)
+                raise Busy(_busy_message(platform) if not held else MSG_BUSY) from None
+            raise
+
+    def release(self, platform: str) -> None:
+        self._all.release()
+        self._platforms[platform].release()
+
+
+_ALLOWED_REQUEST_HANDLERS = frozenset({"Urllib", "Requests"})
+
+
+class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
+    """YoutubeDL restricted to the request handlers whose connections the guard can see: urllib
+    and requests connect with Python sockets in the calling thread. curl_cffi (impersonation)
+    connects inside libcurl, invisible to the audit hook, and websockets reads on a thread of its
+    own; both are left out even when installed (impersonating extractors fall back to urllib)."""
+
+    def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+        allowed = [h for h in handlers if getattr(h, "RH_KEY", None) in _ALLOWED_REQUEST_HANDLERS]
+        return super().build_request_director(allowed, preferences)
+
+
+@functools.cache
+def _check_request_handlers() -> None:
+    """Fail closed, once per process, if yt-dlp stopped building its request director through
+    the method we narrow (a yt-dlp upgrade could silently bring curl_cffi back)."""
+    if importlib.util.find_spec("curl_cffi") is not None:
+        log.info("curl_cffi is installed; yt-dlp is kept from using it (the guard cannot see it)")
+    try:
+        with _GuardedYoutubeDL({"quiet": True, "logger": _YtdlpLogger("startup")}) as ydl:
+            keys = set(ydl._request_director.handlers)
+    except Exception as error:  # an API change: refuse to run unguarded
+        keys = {f"<unknown: {error!r}>"}
+    if not keys or not keys <= _ALLOWED_REQUEST_HANDLERS:
+        message = (
+            f"yt-dlp would use request handlers {sorted(keys)}; only "
+            f"{sorted(_ALLOWED_REQUEST_HANDLERS)} are visible to the network guard. "
+            "Refusing to fetch links until bot/fetch.py is updated for this yt-dlp version."
+        )
+        log.error("%s", message)
+        raise RuntimeError(message)
+
+
 class Fetcher:
     """Fetches what a request points at, within the configured caps.
 
     Owns a thread pool for yt-dlp (separate from the matcher's, so slow sites cannot starve
-    matching); call `close()` on shutdown.
+    matching) and the slots that bound it and the direct downloads; call `close()` on shutdown.
+    `queue_wait_s` and `resolver` (what resolves a platform's host before yt-dlp is started)
+    are for tests; production uses the defaults.
     """
 
-    def __init__(self, settings: FetchSettings, *, temp_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        temp_dir: Path | None = None,
+        queue_wait_s: float = QUEUE_WAIT_S,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        _check_request_handlers()
         self.settings = settings
         self.policy = AddressPolicy.from_cidrs(settings.allow_networks)
         self._extra_hosts = tuple(settings.extra_hosts)
         # Where yt-dlp's per-job temporary directories go (system default when None).
         self._temp_dir = temp_dir
         self._jobs: set[_YtdlpJob] = set()
+        workers = max(1, settings.fetch_workers)
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.fetch_workers, thread_name_prefix="citywok-fetch"
+            max_workers=workers, thread_name_prefix="citywok-fetch"
         )
+        self._ytdlp_slots = FetchSlots(workers, per_platform=workers - 1, wait_s=queue_wait_s)
+        # Direct downloads use no thread, but each holds a socket and up to max_bytes.
+        self._direct_slots = FetchSlots(workers, per_platform=workers, wait_s=queue_wait_s)
+        self._resolver = resolver
+        self._closed = False
 
     def classify(self, url: str) -> Platform | None:
         return classify_link(url, extra_hosts=self._extra_hosts)
@@ -359,6 +479,7 @@ class Fetcher:
     async def close(self) -> None:
         """Stop the yt-dlp pool: queued jobs are dropped, running ones told to stop, and we wait
         (off the loop) until they have, so their sockets and temporary files are gone."""
+        self._closed = True
         for job in list(self._jobs):
             job.guard.cancel()
         loop = asyncio.get_running_loop()
@@ -368,6 +489,8 @@ class Fetcher:
 
     async def fetch(self, source: Link | Attachment, *, request_id: str = "-") -> bytes:
         """The media bytes `source` points at (at most `max_bytes`); raises UserFacingError."""
+        if self._closed:
+            raise Busy(MSG_CLOSING)
         if isinstance(source, Attachment):
             return await self._fetch_attachment(source, request_id)
         return await self._fetch_link(source.url, request_id)
@@ -389,6 +512,10 @@ class Fetcher:
                 data = await attachment.read()
         except TimeoutError:
             raise FetchFailed(_timeout_message(self.settings.timeout_s)) from None
+        except (aiohttp.ClientError, OSError) as error:
+            # The adapter's download from the chat platform broke; its text stays in the log.
+            log.info("[%s] reading the attachment failed: %r", request_id, error)
+            raise FetchFailed(MSG_BROKEN_OFF) from None
         # The declared size may be missing or wrong.
         if len(data) > max_bytes:
             raise TooLarge(_too_large_message(max_bytes))
@@ -412,19 +539,25 @@ class Fetcher:
         return await self._fetch_ytdlp(link, platform, request_id)
 
     async def _fetch_direct(self, url: str, request_id: str) -> bytes:
+        await self._direct_slots.acquire("direct", request_id)
         guard = ConnectGuard(self.policy)
         try:
+            # The clock starts now that the download has its slot.
             async with asyncio.timeout(self.settings.timeout_s):
                 return await _download_direct(url, guard, self.settings.max_bytes, request_id)
         except TimeoutError:
+            log.info("[%s] download timed out after %g s", request_id, self.settings.timeout_s)
             raise FetchFailed(_timeout_message(self.settings.timeout_s)) from None
         except aiohttp.ClientError as error:
             raise _map_aiohttp_error(error, guard, request_id) from None
+        except ValueError as error:  # yarl/idna on a host name aiohttp cannot encode
+            log.info("[%s] unusable URL: %r", request_id, error)
+            raise UnsupportedSite(MSG_BAD_LINK) from None
+        finally:
+            self._direct_slots.release("direct")
 
     async def _fetch_ytdlp(self, link: ParsedLink, platform: Platform, request_id: str) -> bytes:
-        # Fail fast, with a clear reason, on a host that is private already; the audit hook
-        # then checks every connection yt-dlp makes, redirects and CDNs included.
-        await _check_host(link.host, link.port, self.policy, request_id)
+        await self._ytdlp_slots.acquire(platform, request_id)
         job = _YtdlpJob(
             url=link.url,
             platform=platform,
@@ -433,13 +566,17 @@ class Fetcher:
             request_id=request_id,
             temp_dir=self._temp_dir,
         )
-        loop = asyncio.get_running_loop()
-        self._jobs.add(job)
-        future = loop.run_in_executor(self._executor, job.run)
-        future.add_done_callback(lambda _: self._jobs.discard(job))
+        submitted = False
         try:
+            # The clock starts once the job has its worker: waiting in line is not the site's
+            # fault. Resolving the host counts, since a dead resolver is the site's problem.
             async with asyncio.timeout(self.settings.timeout_s):
-                return await future
+                # Fail fast, with a clear reason, on a host that is private already; the audit
+                # hook then checks every connection yt-dlp makes, redirects and CDNs included.
+                await _check_host(link.host, link.port, self.policy, self._resolver, request_id)
+                running = self._submit(job, platform)
+                submitted = True
+                return await asyncio.wrap_future(running)
         except TimeoutError:
             # The thread cannot be killed; the flag stops it at its next read or connection.
             job.guard.cancel()
@@ -448,21 +585,56 @@ class Fetcher:
         except asyncio.CancelledError:
             job.guard.cancel()
             raise
+        finally:
+            if not submitted:
+                self._ytdlp_slots.release(platform)
+
+    def _submit(self, job: _YtdlpJob, platform: Platform) -> concurrent.futures.Future[bytes]:
+        """Start `job` on a worker; its slot is given back when the thread is done with it, so
+        a job abandoned after a timeout still counts until it has really stopped."""
+        loop = asyncio.get_running_loop()
+
+        def finished(_: concurrent.futures.Future[bytes]) -> None:
+            self._jobs.discard(job)
+            self._ytdlp_slots.release(platform)
+
+        def finished_threadsafe(future: concurrent.futures.Future[bytes]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to release for
+                loop.call_soon_threadsafe(finished, future)
+
+        try:
+            running = self._executor.submit(job.run)
+        except RuntimeError:  # shut down by close()
+            raise Busy(MSG_CLOSING) from None
+        self._jobs.add(job)
+        running.add_done_callback(finished_threadsafe)
+        return running
 
 
-async def _check_host(host: str, port: int, policy: AddressPolicy, request_id: str) -> None:
+async def _check_host(
+    host: str,
+    port: int,
+    policy: AddressPolicy,
+    resolver: AbstractResolver | None,
+    request_id: str,
+) -> None:
     """Resolve `host` and refuse it if any of its addresses is refused by `policy`."""
     try:
         ipaddress.ip_address(host)
         addresses = [host]
     except ValueError:
-        loop = asyncio.get_running_loop()
+        # aiohttp's threaded resolver (the system's getaddrinfo) binds to the running loop, so
+        # it is made here rather than when the Fetcher is built, possibly outside any loop.
+        resolver = resolver or aiohttp.ThreadedResolver()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            results = await resolver.resolve(host, port, family=socket.AF_UNSPEC)
         except OSError as error:
             log.info("[%s] cannot resolve %s: %s", request_id, host, error)
             raise FetchFailed(MSG_UNREACHABLE) from None
-        addresses = sorted({str(info[4][0]) for info in infos})
+        except ValueError as error:  # UnicodeError: a label IDNA cannot encode
+            log.info("[%s] unusable host name %r: %s", request_id, host, error)
+            raise UnsupportedSite(MSG_BAD_LINK) from None
+        addresses = sorted({str(result["host"]) for result in results})
     for address in addresses:
         if not policy.allows(address):
             log.warning("[%s] refused %s: resolves to %s", request_id, host, address)
@@ -495,7 +667,10 @@ async def _download_direct(url: str, guard: ConnectGuard, max_bytes: int, reques
         # Media does not compress; asking for none keeps the byte count what we store.
         "Accept-Encoding": "identity",
     }
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    # trust_env=False: no proxy from the environment (the guard would only see the proxy).
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, trust_env=False
+    ) as session:
         current = URL(url)
         for _hop in range(MAX_REDIRECTS + 1):
             _check_hop(current, guard, request_id)
@@ -527,20 +702,23 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, request
     if response.content_length is not None and response.content_length > max_bytes:
         log.info("[%s] Content-Length %d over the cap", request_id, response.content_length)
         raise TooLarge(_too_large_message(max_bytes))
-    data = bytearray()
-    sniffed = False
+    # BytesIO, not bytearray: getvalue() hands over its buffer without copying it, where
+    # bytes(bytearray) would hold a second copy of up to max_bytes for a moment.
+    data = io.BytesIO()
+    head = b""
     async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-        data += chunk
-        if len(data) > max_bytes:
+        if data.tell() + len(chunk) > max_bytes:
             log.info("[%s] stream passed the %d byte cap", request_id, max_bytes)
             raise TooLarge(_too_large_message(max_bytes))
-        if not sniffed and len(data) >= _SNIFF_BYTES:
-            # Refuse a web page after its first chunk instead of downloading all of it.
-            sniff(bytes(data[:_SNIFF_BYTES]), from_link=True)
-            sniffed = True
-    if not sniffed:
-        sniff(bytes(data[:_SNIFF_BYTES]), from_link=True)
-    return bytes(data)
+        data.write(chunk)
+        if len(head) < _SNIFF_BYTES:
+            head += chunk[: _SNIFF_BYTES - len(head)]
+            if len(head) == _SNIFF_BYTES:
+                # Refuse a web page after its first chunk instead of downloading all of it.
+                sniff(head, from_link=True)
+    if len(head) < _SNIFF_BYTES:
+        sniff(head, from_link=True)
+    return data.getvalue()
 
 
 def _http_status_error(status: int) -> UserFacingError:
@@ -667,12 +845,15 @@ class _YtdlpJob:
             tempfile.TemporaryDirectory(prefix="citywok-ytdlp-", dir=self.temp_dir) as tmp,
         ):
             try:
-                with yt_dlp.YoutubeDL(self._options(Path(tmp))) as ydl:
+                with _GuardedYoutubeDL(self._options(Path(tmp))) as ydl:
                     ydl.extract_info(self.url, download=True)
             except _Stop as stop:
                 raise stop.error from None
             except ytdlp_utils.YoutubeDLError as error:
                 raise self._map_error(error) from None
+            except OSError as error:
+                # A socket error yt-dlp did not wrap (our own refusal or shutdown included).
+                raise self._map_os_error(error) from None
             if self.refusal is not None:
                 raise self.refusal
             return self._read_result(Path(tmp))
@@ -689,6 +870,9 @@ class _YtdlpJob:
             "playlist_items": "1",
             "max_filesize": max_bytes,
             "socket_timeout": min(self.settings.timeout_s, 20),
+            # Never a proxy: without this yt-dlp takes HTTP(S)_PROXY from the environment, and
+            # the guard would then check only the proxy's address, not the site's.
+            "proxy": "",
             "outtmpl": {"default": str(tmp / "media.%(ext)s")},
             "paths": {"home": str(tmp), "temp": str(tmp)},
             "quiet": True,
@@ -754,6 +938,15 @@ class _YtdlpJob:
         data = media.read_bytes()
         sniff(data[:_SNIFF_BYTES], from_link=True)
         return data
+
+    def _map_os_error(self, error: OSError) -> UserFacingError:
+        log.info("[%s] yt-dlp network error: %r", self.request_id, error)
+        if self.guard.refused:
+            log.warning("[%s] refused connection to %s", self.request_id, self.guard.refused)
+            return BlockedAddress(BLOCKED_MESSAGE)
+        if self.guard.cancelled.is_set():
+            return FetchFailed(_timeout_message(self.settings.timeout_s))
+        return FetchFailed(MSG_UNREACHABLE)
 
     def _map_error(self, error: ytdlp_utils.YoutubeDLError) -> UserFacingError:
         """Turn yt-dlp's error into one of ours; its text goes to the log only."""

@@ -12,8 +12,9 @@ checked and a private one a moment later (DNS rebinding) gains nothing:
 - aiohttp: `ConnectGuard.resolver` checks what DNS returns, and `ConnectGuard.socket_factory`
   checks the very address each socket is about to connect to (this also covers IP literals,
   which aiohttp never sends to a resolver).
-- yt-dlp (synchronous, in worker threads): a process-wide audit hook on `socket.connect` checks
-  every connection made by a thread inside `guard_thread(...)`; other threads are untouched.
+- yt-dlp (synchronous, in worker threads): a process-wide audit hook on `socket.connect` (and
+  on `socket.sendto`/`sendmsg`, which reach an address without connecting) checks every
+  connection made by a thread inside `guard_thread(...)`; other threads are untouched.
   Every socket such a thread opened is closed when the block ends, or shut down at once when
   the job is cancelled. Threads it starts are NOT guarded (Python 3.11 has no audit event for
   starting a thread): callers must configure their library not to start any.
@@ -242,7 +243,7 @@ def _force_close(sock: socket.socket) -> None:
 _local = threading.local()
 _hook_lock = threading.Lock()
 _hook_installed = False
-_EVENTS = frozenset({"socket.__new__", "socket.connect"})
+_EVENTS = frozenset({"socket.__new__", "socket.connect", "socket.sendto", "socket.sendmsg"})
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -255,7 +256,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if event == "socket.__new__":
         with contextlib.suppress(TypeError):  # a bare _socket.socket takes no weak references
             guard.sockets.append(weakref.ref(args[0]))
-    else:
+    elif args[1] is not None:  # sendmsg without an address goes where connect() already went
         _check_connect(guard, args[0], args[1])
 
 

@@ -3,19 +3,26 @@ real yt-dlp (its generic extractor, offline), with a real clip made by ffmpeg.""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import socket
 import sys
-from collections.abc import AsyncIterator
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yt_dlp.networking.common import _REQUEST_HANDLERS, _RH_PREFERENCES, RequestHandler
 from yt_dlp.networking.exceptions import TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
 from bot.config import FetchSettings
 from bot.errors import (
     BlockedAddress,
+    Busy,
     FetchFailed,
     NotMedia,
     PrivatePost,
@@ -24,7 +31,15 @@ from bot.errors import (
     UnsupportedSite,
     UserFacingError,
 )
-from bot.fetch import Fetcher, Platform, classify_link, find_links, sniff, ytdlp_user_error
+from bot.fetch import (
+    Fetcher,
+    FetchSlots,
+    Platform,
+    classify_link,
+    find_links,
+    sniff,
+    ytdlp_user_error,
+)
 from bot.request import Attachment, Link
 from tests.fakes.media_server import (
     ENDLESS_MAX_BYTES,
@@ -572,3 +587,248 @@ async def test_attachment_not_media(plain_fetcher: Fetcher, data: bytes, word: s
     with pytest.raises(NotMedia) as caught:
         await plain_fetcher.fetch(Upload(data).attachment(len(data)))
     assert word in caught.value.message
+
+
+async def test_attachment_read_failure_is_told_plainly(plain_fetcher: Fetcher) -> None:
+    async def broken() -> bytes:
+        raise ConnectionResetError("[Errno 104] Connection reset by peer")
+
+    attachment = Attachment(filename="clip.m4a", size_bytes=10, content_type=None, read=broken)
+    with pytest.raises(FetchFailed) as caught:
+        await plain_fetcher.fetch(attachment)
+    assert "Errno" not in caught.value.message
+
+
+# ---- slots: bounded waiting, per-platform caps, and when the clock starts ------------------
+
+# Only a guard against a test hanging for ever if the code under test regressed; nothing is
+# asserted about how long anything took.
+HANG_GUARD_S = 30
+
+
+def test_slots_cap_each_platform_and_the_total() -> None:
+    async def scenario() -> None:
+        slots = FetchSlots(2, per_platform=1, wait_s=0.05)
+        await slots.acquire("tiktok")
+        with pytest.raises(Busy) as caught:
+            await slots.acquire("tiktok")  # one platform never takes every slot
+        assert "TikTok" in caught.value.message
+        await slots.acquire("youtube")
+        with pytest.raises(Busy) as caught:
+            await slots.acquire("x")  # every slot taken
+        assert caught.value.message == (
+            "All my download slots are busy right now; try again in a minute."
+        )
+        slots.release("tiktok")
+        await slots.acquire("x")  # the refused wait gave back what it held
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("gated", "other"),
+    [("/gate/first", "/watch/clip"), ("/gate/first.mp4", "/video.mp4")],
+    ids=["ytdlp", "direct"],
+)
+async def test_full_pool_answers_busy(
+    server: MediaServer, ytdlp_temp: Path, clip: bytes, gated: str, other: str
+) -> None:
+    fetcher = Fetcher(
+        settings(fetch_workers=1, extra_hosts=("127.0.0.1",)),
+        temp_dir=ytdlp_temp,
+        queue_wait_s=0.2,
+    )
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            first = asyncio.create_task(fetcher.fetch(Link(server.url(gated))))
+            await server.arrived(gated.removeprefix("/gate/"))
+            error = await fetch_error(fetcher, server.url(other))
+            server.open_gate(gated.removeprefix("/gate/"))
+            assert await first == clip
+    finally:
+        await fetcher.close()
+    assert isinstance(error, Busy)
+    assert server.hits[other] == 0
+
+
+async def test_one_platform_cannot_take_every_worker(
+    server: MediaServer, ytdlp_temp: Path, clip: bytes
+) -> None:
+    # Two workers: one platform ("direct" through yt-dlp here) may have only one of them.
+    fetcher = Fetcher(
+        settings(fetch_workers=2, extra_hosts=("127.0.0.1",)),
+        temp_dir=ytdlp_temp,
+        queue_wait_s=0.2,
+    )
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            first = asyncio.create_task(fetcher.fetch(Link(server.url("/gate/first"))))
+            await server.arrived("first")
+            error = await fetch_error(fetcher, server.url("/watch/clip"))
+            # Direct downloads have slots of their own.
+            assert await fetcher.fetch(Link(server.url("/video.mp4"))) == clip
+            server.open_gate("first")
+            assert await first == clip
+    finally:
+        await fetcher.close()
+    assert isinstance(error, Busy)
+    assert error.message == (
+        "I'm already downloading as many video file links as I can; try again in a minute."
+    )
+
+
+@pytest.mark.parametrize("suffix", ["", ".mp4"], ids=["ytdlp", "direct"])
+async def test_waiting_for_a_slot_does_not_count_against_the_timeout(
+    server: MediaServer, ytdlp_temp: Path, clip: bytes, suffix: str
+) -> None:
+    timeout_s = 3
+    fetcher = Fetcher(
+        settings(fetch_workers=1, timeout_s=timeout_s, extra_hosts=("127.0.0.1",)),
+        temp_dir=ytdlp_temp,
+        queue_wait_s=HANG_GUARD_S,
+    )
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            stuck = asyncio.create_task(fetch_error(fetcher, server.url(f"/gate/stuck{suffix}")))
+            await server.arrived(f"stuck{suffix}")
+            second = asyncio.create_task(fetcher.fetch(Link(server.url(f"/gate/second{suffix}"))))
+            # Hold `second` at its gate until past the deadline it would have had if its clock
+            # had started when it asked rather than when it got the worker.
+            await asyncio.sleep(timeout_s)
+            server.open_gate(f"second{suffix}")
+            assert await second == clip
+            error = await stuck
+    finally:
+        await fetcher.close()
+    # The stuck site itself still times out, with its own clock.
+    assert isinstance(error, FetchFailed)
+    assert f"longer than {timeout_s} seconds" in error.message
+
+
+class SilentResolver(AbstractResolver):
+    """A DNS server that never answers."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_name_resolution_counts_against_the_timeout() -> None:
+    fetcher = Fetcher(settings(timeout_s=1), resolver=SilentResolver())
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            error = await fetch_error(
+                fetcher, "https://www.tiktok.com/@someone/video/7234567890123456789"
+            )
+    finally:
+        await fetcher.close()
+    assert isinstance(error, FetchFailed)
+    assert "longer than 1 seconds" in error.message
+
+
+async def test_closed_fetcher_refuses_plainly(server: MediaServer) -> None:
+    fetcher = Fetcher(settings())
+    await fetcher.close()
+    error = await fetch_error(fetcher, server.url("/video.mp4"))
+    assert isinstance(error, Busy)
+    assert server.total_hits == 0
+
+
+# ---- proxies and request handlers the guard cannot see --------------------------------------
+
+
+async def test_proxy_from_environment_is_not_used(
+    fetcher: Fetcher, server: MediaServer, clip: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serve_media(clip) as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url("/"))
+            monkeypatch.setenv(name.lower(), proxy.url("/"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert await fetcher.fetch(Link(server.url("/post/short"))) == clip  # yt-dlp
+        assert await fetcher.fetch(Link(server.url("/video.mp4"))) == clip  # aiohttp
+    assert proxy.total_hits == 0
+
+
+class Impersonator(RequestHandler):
+    """Stands in for curl_cffi: a request handler yt-dlp would prefer, whose connections the
+    audit hook could not see (counted here, and refused, instead of made)."""
+
+    RH_KEY = "CityWokTestImpersonator"
+    RH_NAME = "impersonator"
+    _SUPPORTED_URL_SCHEMES = ("http", "https")
+    _SUPPORTED_PROXY_SCHEMES = None
+    _SUPPORTED_FEATURES = None
+    used = 0
+
+    def _check_extensions(self, extensions: dict[str, Any]) -> None:
+        extensions.clear()
+
+    def _send(self, request: Any) -> Any:
+        type(self).used += 1
+        raise TransportError("the impersonating handler was used")
+
+
+def _prefer_impersonator(handler: RequestHandler, request: Any) -> int:
+    return 1000 if isinstance(handler, Impersonator) else 0
+
+
+@pytest.fixture
+def impersonator() -> Iterator[type[Impersonator]]:
+    """Installed the way yt-dlp registers curl_cffi when it is importable."""
+    _REQUEST_HANDLERS[Impersonator.RH_KEY] = Impersonator
+    _RH_PREFERENCES.add(_prefer_impersonator)
+    Impersonator.used = 0
+    try:
+        yield Impersonator
+    finally:
+        _REQUEST_HANDLERS.pop(Impersonator.RH_KEY, None)
+        _RH_PREFERENCES.discard(_prefer_impersonator)
+
+
+async def test_ytdlp_uses_only_handlers_the_guard_sees(
+    fetcher: Fetcher, server: MediaServer, clip: bytes, impersonator: type[Impersonator]
+) -> None:
+    assert await fetcher.fetch(Link(server.url("/post/short"))) == clip
+    assert impersonator.used == 0
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+async def test_direct_download_is_not_copied_at_the_end(server: MediaServer) -> None:
+    size = 4_000_000
+    fetcher = Fetcher(settings(max_bytes=size))
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        data = await fetcher.fetch(Link(server.url(f"/big/{size}.mp4")))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await fetcher.close()
+    assert len(data) == size
+    # One copy of the download plus buffers; a second full copy would double it.
+    assert peak - before < 1.5 * size
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://" + "a" * 64 + ".example/clip.mp4",  # a label IDNA cannot encode
+        "http://a..b/clip.mp4",
+        "http://xn--zz.example/clip.mp4",  # broken punycode
+        "https://" + "a" * 64 + ".tiktok.com/@u/video/1",  # the same, on the yt-dlp path
+        "https://a..tiktok.com/@u/video/1",
+    ],
+)
+async def test_unencodable_host_names_are_refused_plainly(plain_fetcher: Fetcher, url: str) -> None:
+    error = await fetch_error(plain_fetcher, url)
+    assert isinstance(error, UnsupportedSite)
+    assert error.message == "That doesn't look like a link I can open."

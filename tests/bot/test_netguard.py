@@ -219,3 +219,23 @@ async def test_aiohttp_resolver_refuses_names_resolving_to_refused_addresses(
         await _get(f"http://localhost:{port}/", guard)
     assert guard.refused
     assert all(not is_public(parse_ip(address)) for address in guard.refused)
+
+
+def test_guarded_thread_cannot_send_datagrams_to_refused_address() -> None:
+    """UDP reaches an address without connect(); sendto is checked the same way."""
+    guard = ThreadGuard(AddressPolicy())
+    outcome: list[BaseException | None] = []
+
+    def work() -> None:
+        with guard_thread(guard), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.sendto(b"x", ("127.0.0.1", 9))
+                outcome.append(None)
+            except BaseException as error:  # handed back to the test
+                outcome.append(error)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert isinstance(outcome[0], BlockedConnection)
+    assert guard.refused == ["127.0.0.1"]

@@ -3,7 +3,9 @@
 It serves one real media clip (made by the test with ffmpeg) and, around it: redirect chains and
 loops, redirects to private addresses and other schemes, an endless stream, a huge
 Content-Length, a trickle that never finishes, a web page and an image behind media-looking
-URLs, error statuses, and JSON-LD video pages that yt-dlp's generic extractor understands.
+URLs, error statuses, JSON-LD video pages that yt-dlp's generic extractor understands, a large
+file sent in small writes, and gated routes that hold a request until the test opens the gate
+(so tests order events by what the server saw, never by how long something took).
 Every request is counted by path, so tests can prove a link was never contacted.
 
 Must never: bind anything but 127.0.0.1, or keep a handler running after the client has gone
@@ -31,6 +33,8 @@ ENDLESS_MAX_BYTES = 256 * 1024 * 1024
 _TRICKLE_MAX_S = 60.0
 _TRICKLE_INTERVAL_S = 0.05
 _STALL_S = 5.0
+_GATE_MAX_S = 60.0
+_GATE_POLL_S = 0.05
 _ZEROS = bytes(64 * 1024)
 
 HTML_PAGE = (
@@ -81,6 +85,8 @@ class MediaServer:
     # Bytes the endless route wrote, per path: shows where a client stopped reading.
     sent_bytes: Counter[str] = field(default_factory=Counter)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _opened: dict[str, asyncio.Event] = field(default_factory=dict)
+    _arrived: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @property
     def port(self) -> int:
@@ -93,6 +99,14 @@ class MediaServer:
     @property
     def total_hits(self) -> int:
         return sum(self.hits.values())
+
+    def open_gate(self, name: str) -> None:
+        """Let requests to /gate/<name> (held until now, and later ones) have the clip."""
+        self._opened.setdefault(name, asyncio.Event()).set()
+
+    async def arrived(self, name: str) -> None:
+        """Wait until a request for /gate/<name> has reached the server."""
+        await self._arrived.setdefault(name, asyncio.Event()).wait()
 
 
 def _build_app(state: MediaServer) -> web.Application:
@@ -164,6 +178,39 @@ def _build_app(state: MediaServer) -> web.Application:
     async def slow(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         return await _trickle(request, response, state)
+
+    @routes.get("/gate/{name}")
+    async def gate(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        state._arrived.setdefault(name, asyncio.Event()).set()
+        opened = state._opened.setdefault(name, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _GATE_MAX_S
+        # Polled rather than awaited, so a client that gave up frees the handler.
+        while not opened.is_set() and loop.time() < deadline and not _gone(request, state):
+            await asyncio.sleep(_GATE_POLL_S)
+        if not opened.is_set():
+            _hang_up(request)
+            return web.Response(status=503)
+        return await media(request)
+
+    @routes.get("/big/{n:\\d+}.mp4")
+    async def big(request: web.Request) -> web.StreamResponse:
+        """The clip padded to n bytes, written in small pieces (the server holds no copy)."""
+        size = int(request.match_info["n"])
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = size
+        await response.prepare(request)
+        try:
+            await response.write(state.clip[:size])
+            sent = min(size, len(state.clip))
+            while sent < size and not _gone(request, state):
+                piece = _ZEROS[: size - sent]
+                await response.write(piece)
+                sent += len(piece)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
 
     @routes.get("/page.mp4")
     @routes.get("/page")
