@@ -133,6 +133,16 @@ def decode_bytes(
     _check_params(sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s)
     if not data:
         raise _media_error(UnreadableMediaError, "The file is empty.", [])
+    if _index_after_media(data):
+        # Known in advance to fail on a pipe: skip the doomed first ffmpeg run (~50 ms).
+        return _decode_via_file(
+            data,
+            sr=sr,
+            max_duration_s=max_duration_s,
+            timeout_s=timeout_s,
+            start_s=start_s,
+            ffmpeg=ffmpeg,
+        )
     deadline = time.monotonic() + timeout_s
     # Seeking on a pipe is unreliable (wav input yields nothing), so -ss goes after -i: ffmpeg
     # decodes from the start and drops what comes before start_s.
@@ -148,21 +158,66 @@ def decode_bytes(
     remaining_s = deadline - time.monotonic()
     if remaining_s <= 0:
         raise _timeout_error(run, timeout_s)
+    try:
+        return _decode_via_file(
+            data,
+            sr=sr,
+            max_duration_s=max_duration_s,
+            timeout_s=remaining_s,
+            start_s=start_s,
+            ffmpeg=ffmpeg,
+        )
+    except DecodeTimeoutError as error:
+        # Report the caller's limit, not the remainder the retry was given.
+        raise _timeout_error(run, timeout_s) from error
+
+
+def _decode_via_file(
+    data: bytes,
+    *,
+    sr: int,
+    max_duration_s: float,
+    timeout_s: float,
+    start_s: float,
+    ffmpeg: str | None,
+) -> Audio:
+    """Decode from a temporary file (always removed), for containers that need seeking."""
     with tempfile.TemporaryDirectory(prefix="citywok-decode-") as tmp:
         media_path = Path(tmp) / "input"
         media_path.write_bytes(data)
-        try:
-            return decode_file(
-                media_path,
-                sr=sr,
-                max_duration_s=max_duration_s,
-                timeout_s=remaining_s,
-                start_s=start_s,
-                ffmpeg=ffmpeg,
-            )
-        except DecodeTimeoutError as error:
-            # Report the caller's limit, not the remainder the retry was given.
-            raise _timeout_error(run, timeout_s) from error
+        return decode_file(
+            media_path,
+            sr=sr,
+            max_duration_s=max_duration_s,
+            timeout_s=timeout_s,
+            start_s=start_s,
+            ffmpeg=ffmpeg,
+        )
+
+
+def _index_after_media(data: bytes) -> bool:
+    """Whether an MP4/MOV keeps its index (`moov`) after its media (`mdat`), as phones and
+    most encoders write them: such a file cannot be decoded from a pipe.
+
+    Walks the top-level boxes; anything that is not a well-formed MP4 answers False and takes
+    the ordinary path.
+    """
+    if data[4:8] != b"ftyp":
+        return False
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"moov":
+            return False
+        if kind == b"mdat":
+            return True
+        if size == 1 and pos + 16 <= len(data):
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
+        if size < 8:
+            return False
+        pos += size
+    return False
 
 
 def _check_params(*, sr: int, max_duration_s: float, timeout_s: float, start_s: float) -> None:

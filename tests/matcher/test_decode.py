@@ -417,3 +417,16 @@ def test_decode_with_a_configured_binary_that_cannot_run(
 
     with pytest.raises(FFmpegNotFoundError, match="Could not run ffmpeg"):
         decode_file(media["wav"], **DECODE, ffmpeg=str(broken))
+
+
+def test_mp4_layout_is_read_from_the_box_headers(media: dict[str, Path]) -> None:
+    """Phone-style files (index after the media) are recognised before any ffmpeg run, so they
+    are decoded once, from a file; faststart files and other formats stream through the pipe."""
+    from matcher.decode import _index_after_media
+
+    assert _index_after_media(media["mp4"].read_bytes())
+    assert not _index_after_media(media["mp4+faststart"].read_bytes())
+    assert not _index_after_media(media["ogg"].read_bytes())
+    assert not _index_after_media(b"\0\0\0\x08ftyp")  # truncated: ordinary path
+    audio = decode_bytes(media["mp4"].read_bytes(), sr=SR, max_duration_s=60, timeout_s=30)
+    assert audio.samples.size > 0
