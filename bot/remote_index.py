@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from matcher.errors import IndexLoadError
-from matcher.params import INDEX_FORMAT_VERSION
+from matcher.params import INDEX_FORMAT_VERSION, READABLE_FORMAT_VERSIONS
 from matcher.store import MANIFEST, read_manifest, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def fetch_remote_manifest(location: RemoteLocation, client: Any | None = None) -
         _ARRAY_FILE.fullmatch(str(name)) for name in files
     ):
         raise RemoteIndexError(f"the manifest at {location} names files this CityWok won't write")
-    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise RemoteIndexError(
             f"the index at {location} has format version {manifest.get('format_version')}; "
             f"this CityWok reads version {INDEX_FORMAT_VERSION}. Rebuild and publish it again."

@@ -22,10 +22,11 @@ import numpy as np
 from matcher.decode import decode_file
 from matcher.errors import MatcherError
 from matcher.hashes import Hashes, peaks2hashes
-from matcher.index import Episode, build_csr
+from matcher.index import Episode, FingerprintIndex, build_csr
 from matcher.names import EpisodeId, parse_episode_id
 from matcher.params import FingerprintParams
 from matcher.peaks import audio2peaks
+from matcher.repeats import find_repeats
 from matcher.store import CACHE_DIR, MANIFEST, read_manifest, write_index
 
 MEDIA_EXTENSIONS = frozenset(
@@ -271,7 +272,19 @@ def build_index(
     if not episodes:
         raise MatcherError("no source file could be fingerprinted; the index was not changed")
     offsets, positions = build_csr(params=params, episodes=episodes, hashes=hashes)
-    write_index(index_dir, params=params, episodes=episodes, offsets=offsets, positions=positions)
+    # Shared content (intro, cues) is found on the whole catalogue: a changed episode can
+    # change every span, so this runs on each build (a few seconds for 100 hours).
+    repeats = find_repeats(
+        FingerprintIndex(params=params, episodes=episodes, offsets=offsets, positions=positions)
+    )
+    write_index(
+        index_dir,
+        params=params,
+        episodes=episodes,
+        offsets=offsets,
+        positions=positions,
+        repeats=repeats,
+    )
     _prune_cache(index_dir, keep={caches[Path(e.source)] for e in episodes})
     report.dropped = sorted({e.id for e in previous} - {e.id for e in episodes})
     report.episodes = len(episodes)

@@ -95,6 +95,36 @@ def landmarks2hashes(
     return _pack(band_a, dband, dt, frame_a, params=params)
 
 
+def landmarks2hashes_grid(
+    peaks: Peaks,
+    landmarks: Landmarks,
+    *,
+    params: FingerprintParams,
+    time_scale: np.ndarray,
+    band_shift: np.ndarray,
+) -> tuple[Hashes, np.ndarray, np.ndarray]:
+    """`landmarks2hashes` for many hypotheses at once (no loop over hypotheses).
+
+    time_scale, band_shift: float [shape=(h,)], one mapping per hypothesis.
+    Returns the hashes of every (hypothesis, landmark) that fits the key layout, with the
+    hypothesis index and the landmark index of each, int64 [shape=(n,)].
+    """
+    time_scale = np.asarray(time_scale, dtype=np.float64)
+    band_shift = np.asarray(band_shift, dtype=np.float64)
+    frame_a = peaks.frame[landmarks.anchor]
+    band_a = peaks.band[landmarks.anchor].astype(np.float64)
+    dband = peaks.band[landmarks.target].astype(np.float64) - band_a
+    dt = (peaks.frame[landmarks.target] - frame_a).astype(np.float64)
+    n_h, n_l = time_scale.size, landmarks.anchor.size
+    band = (band_a[None, :] - band_shift[:, None]).ravel()
+    scaled_dt = (dt[None, :] * time_scale[:, None]).ravel()
+    hashes, valid = _pack_valid(
+        band, np.tile(dband, n_h), scaled_dt, np.tile(frame_a, n_h), params=params
+    )
+    flat = np.flatnonzero(valid)
+    return hashes, flat // max(n_l, 1), flat % max(n_l, 1)
+
+
 def _pack(
     band: np.ndarray,
     dband: np.ndarray,
@@ -103,6 +133,17 @@ def _pack(
     *,
     params: FingerprintParams,
 ) -> Hashes:
+    return _pack_valid(band, dband, dt, anchor_frame, params=params)[0]
+
+
+def _pack_valid(
+    band: np.ndarray,
+    dband: np.ndarray,
+    dt: np.ndarray,
+    anchor_frame: np.ndarray,
+    *,
+    params: FingerprintParams,
+) -> tuple[Hashes, np.ndarray]:
     band_q = np.rint(band).astype(np.int64)
     dband_q = np.rint(dband).astype(np.int64) + (1 << (params.dband_bits - 1))
     dt_q = np.rint(dt).astype(np.int64)
@@ -120,7 +161,7 @@ def _pack(
         | (dband_q[valid] << params.dt_bits)
         | dt_q[valid]
     ).astype(np.uint32)
-    return Hashes(key=key, anchor_frame=anchor_frame[valid].astype(np.int32))
+    return Hashes(key=key, anchor_frame=anchor_frame[valid].astype(np.int32)), valid
 
 
 def peaks2hashes(peaks: Peaks, *, params: FingerprintParams) -> Hashes:

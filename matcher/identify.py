@@ -16,8 +16,9 @@ import numpy as np
 from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
 from matcher.peaks import Peaks, audio2peaks
-from matcher.result import MatchResult, decide
+from matcher.result import MatchResult, decide_full
 from matcher.search import search
+from matcher.segment import candidates2segments
 
 
 class Matcher:
@@ -77,15 +78,25 @@ class Matcher:
         self, peaks: Peaks, *, heard_frames: int, started: float, final: bool
     ) -> MatchResult:
         candidates = search(peaks, index=self.index, search=self.search)
-        status, matches = decide(candidates, index=self.index, search=self.search)
+        decision = decide_full(candidates, index=self.index, search=self.search)
+        status, matches = decision.status, decision.matches
+        segments = (
+            candidates2segments(
+                candidates, index=self.index, search=self.search, n_frames=heard_frames
+            )
+            if status == "match"
+            else []
+        )
         frame_s = self.index.params.frame_s
         return MatchResult(
             status=status,
             best=matches[0] if status == "match" else None,
             candidates=matches,
-            segments=matches[:1] if status == "match" else [],
+            segments=segments or (matches[:1] if status == "match" else []),
             heard_s=heard_frames * frame_s,
             clip_duration_s=heard_frames * frame_s,
             elapsed_ms=(time.perf_counter() - started) * 1000.0,
             final=final,
+            repeated=decision.repeated,
+            repeated_count=decision.repeated_count,
         )

@@ -5,7 +5,12 @@ Layout (the same in memory and on disk):
   `positions[offsets[k]:offsets[k + 1]]`.
 - `positions`: uint32 [shape=(n,)] anchor frames on one global timeline that concatenates all
   episodes; `Episode.start_frame` says where each episode begins. One uint32 per posting keeps the
-  index small; the episode is recovered by a binary search over episode starts.
+  index small; the episode is recovered by a binary search over episode starts. Within each key
+  the positions are ascending (episodes are concatenated in order and each episode's hashes are
+  in anchor order; the sort by key is stable), which `lookup_window` relies on.
+
+Repeated spans (content several episodes share, see `matcher.repeats`) travel with the index:
+they are found at build time and saved in the manifest.
 
 On disk the arrays are .npy files loaded with `mmap_mode="r"`, so that opening an index costs
 nothing and only the pages a query touches are read. `manifest.json` beside them holds the format
@@ -21,6 +26,7 @@ import numpy as np
 
 from matcher.hashes import Hashes
 from matcher.params import FingerprintParams
+from matcher.repeats import RepeatedSpan
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class FingerprintIndex:
         episodes: Sequence[Episode],
         offsets: np.ndarray,
         positions: np.ndarray,
+        repeats: Sequence[RepeatedSpan] = (),
     ) -> None:
         if offsets.shape != ((1 << params.key_bits) + 1,):
             raise ValueError("offsets do not match the key layout")
@@ -78,6 +85,28 @@ class FingerprintIndex:
         self.positions = positions
         self.episode_starts = np.array([e.start_frame for e in self.episodes], dtype=np.int64)
         self.total_frames = sum(e.n_frames for e in self.episodes)
+        self.set_repeats(repeats)
+
+    def set_repeats(self, repeats: Sequence[RepeatedSpan]) -> None:
+        """Record the repeated spans (episode-local frames) and their global lookup arrays."""
+        by_id = {e.id: e for e in self.episodes}
+        kept = [r for r in repeats if r.episode in by_id]
+        starts = np.array([by_id[r.episode].start_frame + r.start_frame for r in kept], np.int64)
+        order = np.argsort(starts, kind="stable")
+        self.repeats: list[RepeatedSpan] = [kept[i] for i in order]
+        self.repeat_starts = starts[order]
+        self.repeat_stops = np.array(
+            [by_id[r.episode].start_frame + r.stop_frame for r in self.repeats], np.int64
+        )
+
+    def repeat_of(self, position: np.ndarray) -> np.ndarray:
+        """Index into `repeats` of the span holding each global frame position, or -1."""
+        position = np.asarray(position, dtype=np.int64)
+        if not self.repeats:
+            return np.full(position.shape, -1, dtype=np.int64)
+        i = np.searchsorted(self.repeat_starts, position, side="right") - 1
+        inside = (i >= 0) & (position < self.repeat_stops[np.maximum(i, 0)])
+        return np.where(inside, i, -1)
 
     @classmethod
     def from_hashes(
@@ -86,10 +115,20 @@ class FingerprintIndex:
         params: FingerprintParams,
         episodes: Sequence[Episode],
         hashes: Sequence[Hashes],
+        find_repeats: bool = True,
     ) -> FingerprintIndex:
-        """Build the table in memory from each episode's hashes (episode-local frames)."""
+        """Build the table in memory from each episode's hashes (episode-local frames).
+
+        With `find_repeats`, content shared by several episodes is found and recorded, as a
+        build on disk does.
+        """
         offsets, positions = build_csr(params=params, episodes=episodes, hashes=hashes)
-        return cls(params=params, episodes=episodes, offsets=offsets, positions=positions)
+        index = cls(params=params, episodes=episodes, offsets=offsets, positions=positions)
+        if find_repeats:
+            from matcher.repeats import find_repeats as _find
+
+            index.set_repeats(_find(index))
+        return index
 
     @property
     def n_postings(self) -> int:
@@ -119,6 +158,38 @@ class FingerprintIndex:
         gather = np.repeat(starts, counts) + within
         return Postings(query_index=query_index, position=self.positions[gather].astype(np.int64))
 
+    def lookup_window(
+        self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, max_postings: int | None = None
+    ) -> Postings:
+        """Postings of each key whose position lies in [lo[i], hi[i]] (inclusive).
+
+        A binary search inside each key's ascending run, vectorised over keys: the cost grows
+        with the log of the posting-list lengths, not with the lengths, so a candidate can be
+        checked with every dense query landmark on a big index.
+        """
+        keys = np.asarray(keys, dtype=np.int64)
+        starts = self.offsets[keys].astype(np.int64)
+        stops = self.offsets[keys + 1].astype(np.int64)
+        if max_postings is not None:
+            stops = np.where(stops - starts > max_postings, starts, stops)
+        first = _lower_bound(self.positions, starts, stops, np.asarray(lo, dtype=np.int64))
+        last = _lower_bound(self.positions, first, stops, np.asarray(hi, dtype=np.int64) + 1)
+        counts = last - first
+        total = int(counts.sum())
+        query_index = np.repeat(np.arange(keys.size, dtype=np.int64), counts)
+        run_start_in_output = np.cumsum(counts) - counts
+        within = np.arange(total, dtype=np.int64) - np.repeat(run_start_in_output, counts)
+        gather = np.repeat(first, counts) + within
+        return Postings(query_index=query_index, position=self.positions[gather].astype(np.int64))
+
+    def lookup_window_naive(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Postings:
+        """Slow reference for `lookup_window`."""
+        full = self.lookup_naive(keys)
+        qi = full.query_index
+        lo_a, hi_a = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        inside = (full.position >= lo_a[qi]) & (full.position <= hi_a[qi]) if qi.size else qi > 0
+        return Postings(qi[inside], full.position[inside])
+
     def lookup_naive(self, keys: np.ndarray) -> Postings:
         """Slow reference for `lookup`, one key at a time; kept to test the fast path against."""
         query_index: list[int] = []
@@ -132,6 +203,25 @@ class FingerprintIndex:
     def episode_of(self, position: np.ndarray) -> np.ndarray:
         """Index into `episodes` of each global frame position."""
         return np.searchsorted(self.episode_starts, position, side="right") - 1
+
+
+def _lower_bound(
+    values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray
+) -> np.ndarray:
+    """First index i in [lo, hi) with values[i] >= target, per element (hi if none).
+
+    Each run values[lo:hi] must be ascending. Vectorised bisection: ~log2(longest run) passes.
+    """
+    lo, hi = lo.copy(), hi.copy()
+    last = max(int(values.size) - 1, 0)
+    active = np.flatnonzero(lo < hi)
+    while active.size:
+        mid = (lo[active] + hi[active]) >> 1
+        right = values[np.minimum(mid, last)].astype(np.int64) < target[active]
+        lo[active] = np.where(right, mid + 1, lo[active])
+        hi[active] = np.where(right, hi[active], mid)
+        active = active[lo[active] < hi[active]]
+    return lo
 
 
 def build_csr(

@@ -35,11 +35,21 @@ class Match:
     confidence: float
     votes: int
     false_alarm_p: float
+    # Frequency factor of the clip relative to the episode: equal to `speed` for a resample,
+    # 1.0 for a tempo-only change, 2 ** (semitones / 12) for a pitch-only change.
+    pitch: float = 1.0
 
 
 @dataclass(frozen=True)
 class MatchResult:
-    """The answer after hearing `heard_s` seconds of the clip."""
+    """The answer after hearing `heard_s` seconds of the clip.
+
+    segments: the clip's timeline, in clip order: one Match per stretch found in an episode
+        (one for a single scene, several for a compilation). Empty unless `match`.
+    repeated: when the clip lies only in content several episodes share, what it is ("intro",
+        "outro", "recap", "shared"); the status is then `ambiguous`, never `match`.
+    repeated_count: how many episodes hold that content.
+    """
 
     status: Status
     best: Match | None
@@ -49,6 +59,8 @@ class MatchResult:
     clip_duration_s: float = 0.0
     elapsed_ms: float = 0.0
     final: bool = True
+    repeated: str | None = None
+    repeated_count: int = 0
 
 
 def candidate2match(cand: Candidate, *, index: FingerprintIndex, confidence: float) -> Match:
@@ -68,48 +80,118 @@ def candidate2match(cand: Candidate, *, index: FingerprintIndex, confidence: flo
         confidence=confidence,
         votes=cand.votes,
         false_alarm_p=cand.false_alarm_p,
+        pitch=cand.pitch,
     )
 
 
-def _confidence(cand: Candidate, rival_votes: int) -> float:
+def _confidence(votes: int, false_alarm_p: float, rival_votes: int) -> float:
     """Chance that the candidate is real, discounted by how close the best rival comes."""
-    share = cand.votes / max(cand.votes + rival_votes, 1)
-    return round((1.0 - cand.false_alarm_p) * share, 4)
+    share = votes / max(votes + rival_votes, 1)
+    return round((1.0 - false_alarm_p) * share, 4)
+
+
+def _same_place(a: Candidate, b: Candidate, *, index: FingerprintIndex) -> bool:
+    """Same episode and timestamps within a second: one answer found twice."""
+    return (
+        a.episode_index == b.episode_index
+        and abs(a.offset_frames - b.offset_frames) * index.params.frame_s <= 1.0
+    )
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    """Whether the two explain mostly the same stretch of the clip."""
+    shared = min(a.query_stop_frame, b.query_stop_frame) - max(
+        a.query_start_frame, b.query_start_frame
+    )
+    shorter = min(
+        a.query_stop_frame - a.query_start_frame, b.query_stop_frame - b.query_start_frame
+    )
+    return shared >= 0.5 * max(shorter, 1)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What `decide_full` concluded: status, matches to show (best first) and repeated content."""
+
+    status: Status
+    matches: list[Match]
+    repeated: str | None = None
+    repeated_count: int = 0
 
 
 def decide(
     candidates: list[Candidate], *, index: FingerprintIndex, search: SearchParams
 ) -> tuple[Status, list[Match]]:
     """Status and the matches to show, best first (the first is the answer when `match`)."""
+    decision = decide_full(candidates, index=index, search=search)
+    return decision.status, decision.matches
+
+
+def decide_full(
+    candidates: list[Candidate], *, index: FingerprintIndex, search: SearchParams
+) -> Decision:
+    """The decision, judged on the votes that name one episode.
+
+    Votes from repeated spans (intro, shared music) are set aside first: when what is left
+    makes a significant match it decides (a clip of intro and scene names the scene's episode).
+    When only the shared votes are significant, the clip is `ambiguous` and says what it heard.
+    Without repeated spans in the index the unique votes are all the votes.
+    """
     if not candidates:
-        return "no_match", []
-    best = candidates[0]
-    others = [c for c in candidates[1:] if c.episode_index != best.episode_index]
-    rival_votes = others[0].votes if others else 0
-    significant = (
-        best.false_alarm_p <= search.match_false_alarm_p and best.votes >= search.min_votes
-    )
-    if not significant:
-        shown = [
-            candidate2match(c, index=index, confidence=_confidence(c, best.votes))
-            for c in candidates[: search.candidates]
-        ]
-        return "no_match", shown
-    rivals = [
-        c
-        for c in others
-        if c.votes >= search.ambiguous_ratio * best.votes
-        and c.false_alarm_p <= search.match_false_alarm_p
-    ]
-    if rivals:
-        group = [best, *rivals][: search.candidates]
-        matches = [
-            candidate2match(c, index=index, confidence=_confidence(c, best.votes)) for c in group
-        ]
-        return "ambiguous", matches
-    first = candidate2match(best, index=index, confidence=_confidence(best, rival_votes))
-    rest = [
-        candidate2match(c, index=index, confidence=_confidence(c, best.votes))
-        for c in others[: search.candidates - 1]
-    ]
-    return "match", [first, *rest]
+        return Decision("no_match", [])
+    thr, floor = search.match_false_alarm_p, search.min_votes
+
+    def unique_ok(c: Candidate) -> bool:
+        return c.unique_false_alarm_p <= thr and c.unique_votes >= floor
+
+    def show(c: Candidate, rival: int, unique: bool) -> Match:
+        votes = c.unique_votes if unique else c.votes
+        p = c.unique_false_alarm_p if unique else c.false_alarm_p
+        return candidate2match(c, index=index, confidence=_confidence(votes, p, rival))
+
+    ranked = sorted(candidates, key=lambda c: (not unique_ok(c), -c.unique_votes, -c.votes))
+    best = ranked[0]
+    if unique_ok(best):
+        # Another place of the same episode is a rival too: a looping music bed makes a short
+        # clip fit two moments of one episode, and a wrong timestamp is a wrong answer.
+        others = [c for c in ranked[1:] if not _same_place(c, best, index=index)]
+        ratio = search.ambiguous_ratio
+
+        def rival(c: Candidate) -> bool:
+            # In a compilation another scene is not a rival: only another explanation of the
+            # same stretch of the clip is. Repeated spans are shared between episodes, so
+            # within one episode all votes are compared; across episodes the unique ones.
+            if not _overlap(c, best):
+                return False
+            if c.episode_index == best.episode_index:
+                return c.false_alarm_p <= thr and c.votes >= ratio * max(best.votes, 1)
+            return unique_ok(c) and c.unique_votes >= ratio * best.unique_votes
+
+        rivals = [c for c in others if rival(c)]
+        if rivals:
+            group = [best, *rivals][: search.candidates]
+            return Decision("ambiguous", [show(c, best.unique_votes, True) for c in group])
+        overlapping = [c for c in others if _overlap(c, best)]
+        rival_votes = overlapping[0].unique_votes if overlapping else 0
+        first = show(best, rival_votes, True)
+        rest = [show(c, best.unique_votes, True) for c in others[: search.candidates - 1]]
+        return Decision("match", [first, *rest])
+    by_votes = sorted(candidates, key=lambda c: (-c.votes, c.false_alarm_p))
+    top = by_votes[0]
+    if top.false_alarm_p <= thr and top.votes >= floor:
+        seen: set[int] = set()
+        group = []
+        for c in by_votes:
+            if c.false_alarm_p <= thr and c.votes >= floor and c.episode_index not in seen:
+                seen.add(c.episode_index)
+                group.append(c)
+        if top.repeat_index >= 0 and len(group) >= 2:
+            span = index.repeats[top.repeat_index]
+            matches = [show(c, top.votes, False) for c in group[: search.candidates]]
+            return Decision("ambiguous", matches, repeated=span.label, repeated_count=span.count)
+        if len(group) == 1:
+            # Shared content, but only this episode's copy matches (the others are mixed
+            # with other sounds): the evidence still names one episode.
+            return Decision("match", [show(top, 0, False)])
+    shown = [show(c, top.votes, False) for c in by_votes[: search.candidates]]
+    return Decision("no_match", shown)

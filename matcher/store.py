@@ -2,7 +2,8 @@
 
     INDEX_DIR/
       manifest.json        format version, fingerprint parameters and digest, episode table,
-                           and the name of the generation folder in use
+                           repeated spans (`matcher.repeats`), and the name of the
+                           generation folder in use
       gen-<id>/offsets.npy CSR offsets
       gen-<id>/positions.npy
       cache/               per-source fingerprints, reused by incremental rebuilds
@@ -26,7 +27,8 @@ import numpy as np
 
 from matcher.errors import IndexFormatError, IndexLoadError, IndexMissingError
 from matcher.index import Episode, FingerprintIndex
-from matcher.params import INDEX_FORMAT_VERSION, FingerprintParams
+from matcher.params import INDEX_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, FingerprintParams
+from matcher.repeats import RepeatedSpan
 
 MANIFEST = "manifest.json"
 CACHE_DIR = "cache"
@@ -56,8 +58,13 @@ def write_index(
     episodes: Sequence[Episode],
     offsets: np.ndarray,
     positions: np.ndarray,
+    repeats: Sequence[RepeatedSpan] = (),
 ) -> Path:
-    """Write a new generation and switch the manifest to it. Returns the generation folder."""
+    """Write a new generation and switch the manifest to it. Returns the generation folder.
+
+    `repeats`: content several episodes share (`matcher.repeats.find_repeats`), kept in the
+    manifest: it is small (a few spans per episode) and operators can read it.
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
     generation = f"gen-{uuid.uuid4().hex[:12]}"
     staging = index_dir / f".{generation}.partial"
@@ -73,6 +80,7 @@ def write_index(
         "n_postings": int(positions.size),
         "duration_s": sum(e.duration_s for e in episodes),
         "episodes": [e.to_dict() for e in episodes],
+        "repeats": [r.to_dict() for r in repeats],
     }
     write_json_atomic(index_dir / MANIFEST, manifest)
     _remove_stale_generations(index_dir, keep=generation)
@@ -95,7 +103,7 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         raise IndexLoadError(f"the index manifest at {path} is unreadable: {e}") from e
     version = manifest.get("format_version")
-    if version != INDEX_FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS:
         raise IndexFormatError(
             f"the index at {index_dir} has format version {version}; this CityWok reads "
             f"version {INDEX_FORMAT_VERSION}. Rebuild it with `citywok index build`."
@@ -133,8 +141,12 @@ def load_index(
         raise IndexLoadError(f"the index data at {data_dir} is incomplete")
     episodes = [Episode.from_dict(e) for e in manifest["episodes"]]
     try:
+        repeats = [RepeatedSpan.from_dict(r) for r in manifest.get("repeats", [])]
+    except TypeError as e:
+        raise IndexFormatError(f"the index manifest at {index_dir} has bad repeats: {e}") from e
+    try:
         return FingerprintIndex(
-            params=saved, episodes=episodes, offsets=offsets, positions=positions
+            params=saved, episodes=episodes, offsets=offsets, positions=positions, repeats=repeats
         )
     except ValueError as e:
         raise IndexLoadError(f"the index data at {data_dir} is inconsistent: {e}") from e

@@ -248,7 +248,7 @@ def prefix_words(draw: st.DrawFn) -> list[str]:
     return words
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(season=SEASONS, episode=EPISODES, data=st.data())
 def test_explicit_names_parse_back(season: int, episode: int, data: st.DataObject) -> None:
     draw = data.draw
@@ -305,7 +305,7 @@ def episode_in_season(draw: st.DrawFn, season: int, episode: int) -> str:
     return _random_case(draw, draw(st.sampled_from(forms)))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(season=SEASONS, episode=EPISODES, data=st.data())
 def test_season_folder_names_parse_back(season: int, episode: int, data: st.DataObject) -> None:
     draw = data.draw
@@ -326,7 +326,7 @@ def test_season_folder_names_parse_back(season: int, episode: int, data: st.Data
     assert parse_episode_id(path) == EpisodeId(season, episode), path
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     season=st.integers(1, 99).filter(lambda s: s not in (19, 20)),
     episode=EPISODES,
@@ -351,7 +351,7 @@ def _noise_token() -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     tokens=st.lists(_noise_token(), min_size=1, max_size=8),
     seps=st.lists(st.sampled_from([" ", ".", "_", "-", " - "]), min_size=8, max_size=8),
@@ -366,7 +366,7 @@ def test_noise_without_marker_is_refused(
     assert parse_episode_id(path) is None, path
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     number=st.integers(0, 99),
     words=st.lists(st.sampled_from(QUALITY_TAGS + SHOWS), max_size=4),
@@ -377,7 +377,7 @@ def test_bare_number_without_season_is_refused(number: int, words: list[str], se
     assert parse_episode_id(f"TV/{name}.mkv") is None, name
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     season=SEASONS,
     words=st.lists(st.sampled_from(QUALITY_TAGS + SHOWS), min_size=1, max_size=5),
