@@ -6,7 +6,10 @@ and the machine's capacity are the same whichever platform a clip arrives on.
 
 Adapters are imported only when their token is set, so a missing optional platform library
 (or an adapter still being written) costs nothing. Each is started through the small `Adapter`
-protocol; SIGTERM or SIGINT stops them in reverse order, then the pools.
+protocol; SIGTERM or SIGINT drains the service (requests running get `app.shutdown_grace_s`,
+then end with "I'm restarting"), stops the adapters, then the pools. An adapter may expose
+`fatal: asyncio.Event` and set it when it can no longer serve; when every adapter has, the bot
+stops with `AdaptersFailed` (exit status 1) so that its supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from matcher.store import MANIFEST, load_index, read_manifest
 
 logger = logging.getLogger(__name__)
 
-# Adapters get this long to stop before we move on: a stuck network call must not keep the
-# process alive past a service manager's kill timeout.
-STOP_TIMEOUT_S = 20.0
+# After the drain's grace (`app.shutdown_grace_s`), the adapters (delivering the last replies)
+# and then the fetcher get these long to stop: a stuck network call must not keep the process
+# alive past a service manager's kill timeout (Docker: 10 s by default).
+STOP_TIMEOUT_S = 1.0
+FETCHER_CLOSE_TIMEOUT_S = 0.3
 
 
 class Adapter(Protocol):
@@ -50,6 +55,11 @@ AdapterFactory = Callable[[Settings, Service, Limits], Adapter]
 
 class StartupError(Exception):
     """The bot cannot start; the message says what the operator must do."""
+
+
+class AdaptersFailed(StartupError):
+    """Every chat platform failed while running (e.g. Discord refused the gateway for good):
+    the process exits non-zero so that its supervisor restarts it."""
 
 
 def _lazy(module: str, name: str) -> AdapterFactory:
@@ -82,7 +92,8 @@ async def run(
     fetcher: Any = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until `stop` is set). Raises `StartupError` when no
-    platform token is set or an adapter fails to start, `IndexLoadError` for a bad index.
+    platform token is set or an adapter fails to start, `AdaptersFailed` (a `StartupError`)
+    when every adapter has set its `fatal` event, `IndexLoadError` for a bad index.
 
     `adapters`, `stop` and `fetcher` are for tests and embedding; the defaults are the real
     ones.
@@ -112,11 +123,19 @@ async def run(
             "unseen in the thread pool instead of in the queue users can see",
             settings.limits.max_concurrent, settings.matcher.workers,
         )
+    if settings.limits.max_downloads > settings.fetch.fetch_workers:
+        logger.warning(
+            "limits.max_downloads (%d) is above fetch.fetch_workers (%d): the extra link "
+            "downloads wait unseen in the yt-dlp pool, and their time there counts against "
+            "fetch.timeout_s",
+            settings.limits.max_downloads, settings.fetch.fetch_workers,
+        )
     matcher = Matcher(index)
     service = Service(
         matcher, fetcher, limits, settings, executor, cache=AnswerCache(), generation=generation
     )
     started: list[tuple[str, Adapter]] = []
+    failure: str | None = None
     try:
         with _stop_on_signals(stop):
             for platform in platforms:
@@ -130,18 +149,78 @@ async def run(
                 logger.info("%s bot started", platform)
             logger.info("citywok is running (%s); stop with Ctrl-C or SIGTERM",
                         ", ".join(platforms))
-            await stop.wait()
+            failure = await _serve(stop, started)
             logger.info("stopping")
     finally:
-        for platform, adapter in reversed(started):
-            await _stop_adapter(platform, adapter)
-        close = getattr(fetcher, "close", None)
-        if close is not None:
-            await close()
-        # Running matches finish on their own (bounded by the decode timeout and the clip cap);
-        # queued ones are dropped.
-        executor.shutdown(wait=False, cancel_futures=True)
-        logger.info("stopped")
+        # Nobody can read answers once every platform is gone: no grace then.
+        grace_s = 0.0 if failure or not started else settings.app.shutdown_grace_s
+        await _shut_down(service, started, fetcher, executor, grace_s=grace_s)
+    if failure is not None:
+        raise AdaptersFailed(failure)
+
+
+async def _serve(stop: asyncio.Event, started: list[tuple[str, Adapter]]) -> str | None:
+    """Until `stop` is set (None) or every adapter has reported a fatal error (what failed).
+
+    An adapter reports one by setting its `fatal: asyncio.Event` attribute; an adapter without
+    one is taken to run until stopped, so the bot keeps serving while it does.
+    """
+    fatal = {
+        platform: event
+        for platform, adapter in started
+        if isinstance(event := getattr(adapter, "fatal", None), asyncio.Event)
+    }
+    waits = {asyncio.ensure_future(stop.wait()): "stop"} | {
+        asyncio.ensure_future(event.wait()): platform for platform, event in fatal.items()
+    }
+    try:
+        while True:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                return None
+            for task in done:
+                logger.error("the %s bot failed and is off", waits.pop(task))
+            if len(fatal) == len(started) and all(e.is_set() for e in fatal.values()):
+                message = f"every chat platform failed ({', '.join(fatal)}); see the log above"
+                logger.error("%s: stopping so that the supervisor restarts the bot", message)
+                return message
+    finally:
+        for task in waits:
+            task.cancel()
+
+
+async def _shut_down(
+    service: Service,
+    started: list[tuple[str, Adapter]],
+    fetcher: Any,
+    executor: ThreadPoolExecutor,
+    *,
+    grace_s: float,
+) -> None:
+    """Drain the service (new requests hear "I'm restarting", running ones get `grace_s`, then
+    hear it too), let the adapters deliver those last replies and stop, then close the rest.
+    Every step is bounded: under `grace_s` + 2 s in all (10 s with the default grace)."""
+    try:
+        await service.drain(grace_s)
+    except Exception:
+        logger.exception("draining the service failed")
+    # In parallel: the time bound is the slowest adapter's, not their sum.
+    await asyncio.gather(
+        *(_stop_adapter(platform, adapter) for platform, adapter in reversed(started))
+    )
+    close = getattr(fetcher, "close", None)
+    if close is not None:
+        try:
+            async with asyncio.timeout(FETCHER_CLOSE_TIMEOUT_S):
+                await close()
+        except TimeoutError:
+            logger.warning("the fetcher did not close within %.1f s", FETCHER_CLOSE_TIMEOUT_S)
+        except Exception:
+            logger.exception("the fetcher did not close cleanly")
+    # Matches still running end after their current stage (their streams were closed); queued
+    # pool work is dropped.
+    executor.shutdown(wait=False, cancel_futures=True)
+    logger.info("stopped")
 
 
 def _load_index(settings: Settings) -> tuple[FingerprintIndex, str]:
@@ -171,6 +250,9 @@ async def _stop_adapter(platform: str, adapter: Adapter) -> None:
         async with asyncio.timeout(STOP_TIMEOUT_S):
             await adapter.stop()
         logger.info("%s bot stopped", platform)
+    except TimeoutError:
+        logger.warning("%s adapter did not stop within %.1f s; leaving it", platform,
+                       STOP_TIMEOUT_S)
     except Exception:
         logger.exception("%s adapter did not stop cleanly", platform)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import tomllib
@@ -75,6 +76,10 @@ class LimitSettings:
     # Matches running at once (decode + fingerprint + search), and matches allowed to wait.
     max_concurrent: int = 2
     max_queue: int = 50
+    # Admitted requests allowed to download at once (links and attachments alike). Bytes held
+    # in memory stay under (max_downloads + max_concurrent) * fetch.max_bytes however long the
+    # queue; the rest of the queue waits without downloading.
+    max_downloads: int = 4
     # "telegram:123", "discord:456": exempt from the per-user limits (not from the queue).
     allow_users: tuple[str, ...] = ()
 
@@ -101,6 +106,14 @@ class DiscordSettings:
 
 
 @dataclass(frozen=True)
+class AppSettings:
+    # On SIGTERM, running requests get this long to finish before they are told "I'm
+    # restarting". Kept below Docker's default 10 s stop timeout, with room for the adapters
+    # to deliver those last replies.
+    shutdown_grace_s: float = 8.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
 
@@ -114,13 +127,14 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    app: AppSettings = field(default_factory=AppSettings)
 
 
 # Keys that must be positive when given (zero would switch a feature off by accident).
 _POSITIVE = {
     "matcher.workers", "matcher.decode_timeout_s", "fetch.max_bytes", "fetch.max_duration_s",
     "fetch.timeout_s", "fetch.fetch_workers", "limits.per_minute", "limits.per_day",
-    "limits.max_concurrent", "telegram.max_download_bytes",
+    "limits.max_concurrent", "limits.max_downloads", "telegram.max_download_bytes",
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -242,6 +256,17 @@ def _check(settings: Settings, where: str) -> None:
             raise ConfigError(f"{where}: {name} must be greater than 0")
     if settings.limits.max_queue < 0:
         raise ConfigError(f"{where}: limits.max_queue must be 0 or more")
+    if settings.app.shutdown_grace_s < 0:
+        raise ConfigError(f"{where}: app.shutdown_grace_s must be 0 or more")
+    for cidr in settings.fetch.allow_networks:
+        try:
+            # As the network guard reads it (host bits allowed), so what loads here works there.
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: fetch.allow_networks entry {cidr!r} is not a network such as "
+                '"127.0.0.0/8" or "::1/128"'
+            ) from None
     if not settings.matcher.stages_s or any(s <= 0 for s in settings.matcher.stages_s):
         raise ConfigError(f"{where}: matcher.stages_s must list positive numbers of seconds")
     for entry in settings.limits.allow_users:

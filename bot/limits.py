@@ -7,6 +7,13 @@ Three separate limits, because they protect different things:
   time") instead of ten slots in the queue;
 - a global cap on matches running at once, with a FIFO queue of bounded length whose position
   is shown to the user; a full queue refuses at once rather than letting waits grow unbounded.
+  A request takes its place in line *before* downloading, and only the first `max_downloads`
+  in line download at once: the media held in memory stays under
+  (max_downloads + max_concurrent) * max_bytes however many people are waiting.
+
+Unsolicited requests (a Discord channel scan nobody asked for) cost no quota, are admitted only
+when a match slot is free and nobody waits (else `Busy`), are served after every asked-for
+request, and never count as the user's one request in flight.
 
 Users on the allowlist skip the first two, never the third: that one protects the machine.
 Single event loop, no threads: nothing here locks. Time comes from `clock` (monotonic seconds)
@@ -58,26 +65,40 @@ class TokenBucket:
 
 
 class Ticket:
-    """A place in the global match queue. `position` is 0 once running, else 1 for next."""
+    """A request's place from admission to the end of its match.
 
-    def __init__(self, limits: Limits) -> None:
+    `position` is 0 once the ticket holds a match slot (`running`), else its place in line
+    (1: next). `may_fetch` says it is near enough the front to download now; after
+    `fetched()` it takes the first free match slot.
+    """
+
+    def __init__(self, limits: Limits, *, unsolicited: bool = False) -> None:
         self._limits = limits
+        self.unsolicited = unsolicited
         self.position = 0
+        self.may_fetch = False
+        self.ready = False
         self.changed = asyncio.Event()
         self.released = False
 
     @property
     def running(self) -> bool:
-        return self.position == 0 and not self.released
+        return self.position == 0 and self.ready and not self.released
 
     async def wait_change(self) -> int:
-        """Wait until the position changes; returns the new one (0: running)."""
+        """Wait until the position or `may_fetch` changes; returns the position (0: running)."""
         await self.changed.wait()
         self.changed.clear()
         return self.position
 
+    def fetched(self) -> None:
+        """The media is in hand: take a match slot as soon as one is free."""
+        if not self.ready and not self.released:
+            self.ready = True
+            self._limits._advance()
+
     def release(self) -> None:
-        """Leave the queue or free the slot; idempotent, so every exit path may call it."""
+        """Leave the line or free the slot; idempotent, so every exit path may call it."""
         if not self.released:
             self.released = True
             self._limits._leave(self)
@@ -91,8 +112,13 @@ class Limits:
         self._clock = clock
         self._buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
         self._in_flight: set[str] = set()
+        # Users with an unsolicited scan running: kept apart so that a scan never makes the
+        # same user's explicit request "one at a time".
+        self._scanning: set[str] = set()
         self._running: set[Ticket] = set()
+        # The line, in the order it is served: asked-for requests first, then scans.
         self._waiting: deque[Ticket] = deque()
+        self._waiting_unsolicited: deque[Ticket] = deque()
         self._allow = frozenset(settings.allow_users)
 
     # -- per user
@@ -120,19 +146,28 @@ class Limits:
         minute, day = self._buckets.get(user.key) or self._new_buckets(now)
         return int(minute.tokens(now)), int(day.tokens(now))
 
-    def begin(self, user: User) -> None:
-        """Mark the user's request as in flight, or raise `AlreadyWorking`."""
+    def begin(self, user: User, *, unsolicited: bool = False) -> None:
+        """Mark the user's request as in flight, or raise `AlreadyWorking`.
+
+        An unsolicited scan is refused while the user has anything in flight, and never
+        refuses the user's own explicit request.
+        """
         if self.exempt(user):
+            return
+        if unsolicited:
+            if user.key in self._in_flight or user.key in self._scanning:
+                raise AlreadyWorking()
+            self._scanning.add(user.key)
             return
         if user.key in self._in_flight:
             raise AlreadyWorking()
         self._in_flight.add(user.key)
 
-    def end(self, user: User) -> None:
-        self._in_flight.discard(user.key)
+    def end(self, user: User, *, unsolicited: bool = False) -> None:
+        (self._scanning if unsolicited else self._in_flight).discard(user.key)
 
     def in_flight(self, user: User) -> bool:
-        return user.key in self._in_flight
+        return user.key in self._in_flight or user.key in self._scanning
 
     # -- global
 
@@ -142,43 +177,59 @@ class Limits:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return len(self._waiting) + len(self._waiting_unsolicited)
 
-    def full(self) -> bool:
-        """Whether a new match would be refused now (checked before fetching, to fail fast)."""
+    def full(self, *, unsolicited: bool = False) -> bool:
+        """Whether `enqueue` would refuse now.
+
+        Asked-for requests fill `max_concurrent + max_queue` places (waiting scans do not
+        count: they are served last). A scan is admitted only when a match slot is free and
+        nobody waits, so it never queues.
+        """
         settings = self.settings
-        return len(self._running) >= settings.max_concurrent and (
-            len(self._waiting) >= settings.max_queue
-        )
+        if unsolicited:
+            return self.running + self.waiting >= settings.max_concurrent
+        return self.running + len(self._waiting) >= settings.max_concurrent + settings.max_queue
 
-    def enqueue(self) -> Ticket:
-        """A ticket that is running at once or waiting in line; raises `Busy` when the line is
-        full. The caller must `release()` it."""
-        if self.full():
+    def enqueue(self, *, unsolicited: bool = False) -> Ticket:
+        """A ticket in line, taken before downloading; raises `Busy` when the line is full.
+        The caller must `release()` it."""
+        if self.full(unsolicited=unsolicited):
             raise Busy()
-        ticket = Ticket(self)
-        if len(self._running) < self.settings.max_concurrent:
-            self._running.add(ticket)
-        else:
-            self._waiting.append(ticket)
-            ticket.position = len(self._waiting)
+        ticket = Ticket(self, unsolicited=unsolicited)
+        (self._waiting_unsolicited if unsolicited else self._waiting).append(ticket)
+        self._advance()
+        ticket.changed.clear()  # its first place is news to nobody
         return ticket
 
     def _leave(self, ticket: Ticket) -> None:
         if ticket in self._running:
             self._running.discard(ticket)
         else:
-            self._waiting.remove(ticket)
-        while self._waiting and len(self._running) < self.settings.max_concurrent:
-            self._running.add(self._waiting.popleft())
-        for other in self._running:
-            if other.position != 0:
-                other.position = 0
-                other.changed.set()
-        for position, other in enumerate(self._waiting, start=1):
-            if other.position != position:
-                other.position = position
-                other.changed.set()
+            (self._waiting_unsolicited if ticket.unsolicited else self._waiting).remove(ticket)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Hand free slots to the first tickets with their media in hand, then tell every
+        ticket whose place or download permission changed."""
+        free = self.settings.max_concurrent - len(self._running)
+        if free > 0:
+            for queue in (self._waiting, self._waiting_unsolicited):
+                for ticket in [t for t in queue if t.ready][:free]:
+                    queue.remove(ticket)
+                    self._running.add(ticket)
+                    free -= 1
+        for ticket in self._running:
+            self._update(ticket, 0, may_fetch=True)
+        line = (*self._waiting, *self._waiting_unsolicited)
+        for place, ticket in enumerate(line, start=1):
+            self._update(ticket, place, may_fetch=place <= self.settings.max_downloads)
+
+    @staticmethod
+    def _update(ticket: Ticket, position: int, *, may_fetch: bool) -> None:
+        if (ticket.position, ticket.may_fetch) != (position, may_fetch):
+            ticket.position, ticket.may_fetch = position, may_fetch
+            ticket.changed.set()
 
     # -- buckets
 

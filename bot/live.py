@@ -5,7 +5,8 @@ Discord about 5 per 5 s per channel), while a request can produce states faster 
 `LiveReply` therefore keeps only the latest state: the first is sent at once, later ones at
 most once per `min_interval_s`, intermediate ones that were overtaken are dropped, not queued,
 and the final state is always delivered. When the platform says "slow down" (`RetryLater`),
-it waits as long as asked, then sends whatever is latest by then.
+it waits as long as asked, then sends whatever is latest by then, up to a total wait per
+reply (`max_wait_s`); past that it gives up on progress and tries the final state once more.
 
 Platform-free: the adapter implements `ReplyTarget` and picks the render function.
 """
@@ -26,9 +27,11 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 R_contra = TypeVar("R_contra", contravariant=True)
 
-# Consecutive "retry later" answers after which a reply is given up (the platform is down, or
-# we are banned): the request's worker must not wait forever.
+# Consecutive "retry later" answers, and seconds spent waiting on them in all, after which a
+# reply stops showing progress (the platform is down, we are banned, or Telegram asked for a
+# 300 s flood wait): the request must not wait forever. The final state still gets one try.
 MAX_RETRIES = 8
+MAX_WAIT_S = 60.0
 
 
 class RetryLater(Exception):
@@ -62,11 +65,13 @@ class LiveReply(Generic[R]):
         target: ReplyTarget[R],
         min_interval_s: float = 1.0,
         *,
+        max_wait_s: float = MAX_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.target = target
         self.min_interval_s = max(0.0, min_interval_s)
+        self.max_wait_s = max(0.0, max_wait_s)
         self._clock = clock
         self._sleep = sleep
         self._latest: State | None = None
@@ -78,8 +83,10 @@ class LiveReply(Generic[R]):
     async def run(self, states: AsyncIterator[State], render: Callable[[State], R]) -> None:
         """Consume `states` to the end and show them; returns once the final one is shown.
 
-        Raises what the target raises (other than `RetryLater`) for the final state, and
-        `RetryLater` after `MAX_RETRIES` in a row; in every case `states` is closed, so the
+        Raises what the target raises (other than `RetryLater`) for the final state. After
+        `MAX_RETRIES` "retry later" answers in a row, or `max_wait_s` seconds spent waiting on
+        them, progress is no longer shown: the final state gets one last try when it arrives,
+        and `RetryLater` is raised if that fails too. In every case `states` is closed, so the
         request frees its limits at once.
         """
         pump = asyncio.create_task(self._pump(states))
@@ -111,6 +118,7 @@ class LiveReply(Generic[R]):
     async def _deliver_all(self, render: Callable[[State], R]) -> None:
         next_at = self._clock()
         retries = 0
+        waited_s = 0.0
         while True:
             while self._latest is None:
                 if self._ended:
@@ -128,12 +136,19 @@ class LiveReply(Generic[R]):
                 await self._show(state, render)
             except RetryLater as later:
                 retries += 1
-                if retries > MAX_RETRIES:
-                    raise
+                if retries > MAX_RETRIES or waited_s + later.after_s > self.max_wait_s:
+                    logger.warning(
+                        "reply rate-limited %d times (%.0f s waited, %.0f s more asked); "
+                        "giving up on progress, the answer gets one more try",
+                        retries, waited_s, later.after_s,
+                    )
+                    await self._last_try(state, render, later, self.max_wait_s - waited_s)
+                    return
                 logger.info("reply rate-limited; retrying in %.1f s", later.after_s)
                 if self._latest is None:
                     self._latest = state
                 await self._sleep(later.after_s)
+                waited_s += later.after_s
                 next_at = self._clock()
                 continue
             except Exception:
@@ -146,6 +161,26 @@ class LiveReply(Generic[R]):
             next_at = self._clock() + self.min_interval_s
             if is_final(state):
                 return
+
+    async def _last_try(
+        self, state: State, render: Callable[[State], R], later: RetryLater, budget_s: float
+    ) -> None:
+        """Skip progress to the end of the stream, then show its last state once: at the time
+        the platform asked for if the budget still allows, else as soon as it is known."""
+        retry_at = self._clock() + later.after_s
+        while not self._ended:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._latest is not None:
+            state, self._latest = self._latest, None
+        wait_s = min(retry_at - self._clock(), budget_s)
+        if wait_s > 0:
+            await self._sleep(wait_s)
+        try:
+            await self._show(state, render)
+        except RetryLater:
+            logger.warning("reply still rate-limited; the answer was not shown")
+            raise
 
     async def _show(self, state: State, render: Callable[[State], R]) -> None:
         rendered = render(state)

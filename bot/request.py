@@ -50,12 +50,18 @@ Source = Link | Attachment
 @dataclass(frozen=True)
 class Request:
     """One clip to identify. `chat_key` ("telegram:-100123") is where the answer goes; `id` is
-    the correlation id in every log line and in error messages."""
+    the correlation id in every log line and in error messages.
+
+    `unsolicited`: nobody asked (a channel scan). Such a request costs no quota, is served only
+    when the bot is otherwise idle (else refused as busy), and never blocks the user's own
+    explicit request as "one at a time".
+    """
 
     user: User
     source: Source
     chat_key: str
     id: str
+    unsolicited: bool = False
 
 
 def new_request_id() -> str:

@@ -1,19 +1,25 @@
 """The bot's core: one request in, a stream of progress states out, for any chat platform.
 
-    limits → Fetching → fetch → (Queued…) → decode → Listening… → Finished | Failed
+    limits → (Queued…) → Fetching → fetch → (Queued…) → decode → Listening… → Finished | Failed
 
 A clip seen before (same link, or same bytes) is answered from the answer cache, when one is
-given, without queueing or matching.
+given, without matching.
 
-Fetching runs before the global queue: downloads wait on the network, not on our cores, and
-have their own pool and timeout. Decoding and matching run in the matcher thread pool behind
-the global concurrency limit. Each stage result of `Matcher.identify_stages` is handed from
-the worker thread to the loop the moment it exists (`call_soon_threadsafe` onto a queue), so
-the reply can show "probably S01E02" after 3 s of a 60 s clip.
+A request takes its place in the global line before downloading (so the number of downloads,
+and the bytes they hold, are bounded by the limits), downloads once it is among the first
+`limits.max_downloads` in line, then takes the first free match slot. Decoding and matching
+run in the matcher thread pool behind the global concurrency limit. Each stage result of
+`Matcher.identify_stages` is handed from the worker thread to the loop the moment it exists
+(`call_soon_threadsafe` onto a queue), so the reply can show "probably S01E02" after 3 s of a
+60 s clip.
 
 `handle` never raises for a bad request: every path ends in `Finished` or `Failed`. Errors a
 user can act on keep their message; anything else is logged with the request id and shown as
 `Internal(request id)`. It must never import a chat library.
+
+Shutdown: `drain(grace_s)` refuses new requests ("I'm restarting"), waits for running ones,
+then ends every stream still running with that same `Failed` state, so each chat still gets
+a last word from the adapter's `LiveReply`.
 """
 
 from __future__ import annotations
@@ -43,6 +49,17 @@ logger = logging.getLogger(__name__)
 
 _DECODE_TOO_SLOW = "That file took too long to read, so I stopped; a shorter clip will work."
 _SHUTTING_DOWN = "I'm restarting; send that again in a minute."
+# For adapters that must end a reply themselves on shutdown (their stop() timed out).
+RESTARTING_MESSAGE = _SHUTTING_DOWN
+
+
+def restarting(request_id: str) -> Failed:
+    """The final state of a request cut short by a restart: "send that again in a minute"."""
+    return Failed(Busy(_SHUTTING_DOWN), request_id)
+
+# After the drain's grace, how long aborted streams get to wind down (cancelling a download or
+# leaving the queue is quick; a worker thread is not waited for).
+_ABORT_WAIT_S = 0.5
 
 
 class MediaFetcher(Protocol):
@@ -80,95 +97,211 @@ class Service:
         self.executor = executor
         self.cache = cache
         self.generation = generation
+        self._draining = False
+        # Set when the drain's grace is over: every stream still running ends "restarting".
+        self._abort = asyncio.Event()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- shutdown
+
+    @property
+    def draining(self) -> bool:
+        """True once `drain` was called: new requests are refused with "I'm restarting"."""
+        return self._draining
+
+    @property
+    def active(self) -> int:
+        """Requests admitted whose stream has not yet produced its final state."""
+        return self._active
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking requests, give the running ones `grace_s` seconds to finish, then end
+        every stream still running with `Failed(Busy("I'm restarting…"))`.
+
+        Returns once every admitted stream has produced its final state (or, should a consumer
+        not be pulling its stream, shortly after the abort). The caller then stops the adapters,
+        which deliver those final states.
+        """
+        self._draining = True
+        if self._active:
+            logger.info("draining: %d requests running, %.1f s to finish", self._active, grace_s)
+        if await self._wait_idle(grace_s):
+            return
+        logger.warning(
+            "draining: %d requests still running after %.1f s; telling them to send again",
+            self._active, grace_s,
+        )
+        self._abort.set()
+        if not await self._wait_idle(_ABORT_WAIT_S):
+            logger.warning("draining: %d requests did not end", self._active)
+
+    async def _wait_idle(self, timeout_s: float) -> bool:
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- requests
 
     async def handle(self, request: Request) -> AsyncIterator[State]:
-        """Progress states for `request`, ending with `Finished` or `Failed`."""
+        """Progress states for `request`, ending with `Finished` or `Failed`.
+
+        While the service drains, new requests get `Failed(Busy("I'm restarting…"))` at once,
+        and running ones end with it when the grace is over. `request.unsolicited` requests
+        cost no quota and are refused as busy unless the bot is idle (see `Limits`).
+        """
         user = request.user
+        unsolicited = request.unsolicited
         try:
-            self._admit(request)
+            ticket = self._admit(request)
         except UserFacingError as error:
             logger.info("request %s from %s refused: %s", request.id, user.key, error.kind)
             yield Failed(error, request.id)
             return
-        held = True
+        job = _Job()
+        active = True
+        self._active += 1
+        self._idle.clear()
 
-        def free() -> None:
-            # Exactly once: after the user is freed, a new request of theirs may hold the flag.
-            nonlocal held
-            if held:
-                held = False
-                self.limits.end(user)
+        def done() -> None:
+            # Exactly once, before the final state is handed over (a consumer need not pull
+            # again): the user may send the next clip at once (a new request of theirs may hold
+            # the flag), the slot goes to the next in line once no thread works for us, and a
+            # drain stops waiting for us.
+            nonlocal active
+            if active:
+                active = False
+                job.release_when_idle(ticket)
+                self.limits.end(user, unsolicited=unsolicited)
+                self._active -= 1
+                if not self._active:
+                    self._idle.set()
 
         try:
-            async with contextlib.aclosing(self._work(request)) as states:
+            async with (
+                contextlib.aclosing(self._work(request, ticket, job)) as work,
+                contextlib.aclosing(self._until_aborted(work)) as states,
+            ):
                 async for state in states:
                     if is_final(state):
-                        # Free the user before they read the answer, not after: they may send
-                        # the next clip at once.
-                        free()
+                        done()
                     yield state
+            if active:  # aborted by the drain
+                logger.info("request %s ended by shutdown", request.id)
+                done()
+                yield restarting(request.id)
         except UserFacingError as error:
             logger.info("request %s failed: %s (%s)", request.id, error.kind, error.message)
-            free()
+            done()
             yield Failed(error, request.id)
         except Exception:
             logger.exception("request %s: internal error (error id %s)", request.id, request.id)
-            free()
+            done()
             yield Failed(Internal(request.id), request.id)
         finally:
-            free()
+            # Closed early by the consumer, or `_work` never started (aborted first).
+            done()
 
-    def _admit(self, request: Request) -> None:
-        """The cheap refusals, before anything is downloaded. Order matters: a refused request
-        must not spend the user's quota."""
-        self.limits.begin(request.user)
+    async def _until_aborted(self, states: AsyncIterator[State]) -> AsyncIterator[State]:
+        """`states`, until they end or the drain's grace is over. Each step runs in a task of
+        its own so that the abort can cancel what the request is waiting on (a download, the
+        queue, a worker thread's next stage) without cancelling the consumer."""
+        aborted = asyncio.ensure_future(self._abort.wait())
         try:
-            if self.limits.full():
-                raise Busy()
-            self.limits.check(request.user)
-        except BaseException:
-            self.limits.end(request.user)
-            raise
+            while not self._abort.is_set():
+                step = asyncio.ensure_future(anext(states))
+                interrupted = False
+                try:
+                    await asyncio.wait((step, aborted), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not step.done():
+                        interrupted = True
+                        step.cancel()
+                        await asyncio.wait((step,))
+                if interrupted:
+                    if not step.cancelled() and step.exception() is not None:
+                        logger.debug("aborted step ended with", exc_info=step.exception())
+                    return
+                try:
+                    state = step.result()
+                except StopAsyncIteration:
+                    return
+                yield state
+        finally:
+            aborted.cancel()
 
-    async def _work(self, request: Request) -> AsyncIterator[State]:
+    def _admit(self, request: Request) -> Ticket:
+        """The cheap refusals, before anything is downloaded; the place in line comes first of
+        all, so the number of requests downloading is bounded too. Order matters: a refused
+        request must not spend the user's quota, and an unsolicited one spends none."""
+        if self._draining:
+            raise Busy(_SHUTTING_DOWN)
+        user, unsolicited = request.user, request.unsolicited
+        self.limits.begin(user, unsolicited=unsolicited)
+        ticket: Ticket | None = None
+        try:
+            ticket = self.limits.enqueue(unsolicited=unsolicited)
+            if not unsolicited:
+                self.limits.check(user)
+        except BaseException:
+            if ticket is not None:
+                ticket.release()
+            self.limits.end(user, unsolicited=unsolicited)
+            raise
+        return ticket
+
+    async def _work(self, request: Request, ticket: Ticket, job: _Job) -> AsyncIterator[State]:
         keys = [link_key(request.source.url)] if isinstance(request.source, Link) else []
         if (known := self._remembered(keys, request.id)) is not None:
+            ticket.release()
             yield known
             return
+        position = -1
+        while not ticket.may_fetch:
+            if ticket.position != position:
+                position = ticket.position
+                yield Queued(position)
+            await ticket.wait_change()
         yield Fetching()
         data = await self.fetcher.fetch(request.source, request_id=request.id)
         logger.info("request %s: fetched %d bytes", request.id, len(data))
-        keys.append(media_key(data))
+        # Hashing 50 MB takes a while: off the loop, which serves every other chat meanwhile.
+        keys.append(await asyncio.to_thread(media_key, data))
         if (known := self._remembered(keys[-1:], request.id)) is not None:
+            del data
+            ticket.release()
             self._remember(keys, known)
             yield known
             return
-        ticket = self.limits.enqueue()
-        job = _Job()
-        try:
-            while not ticket.running:
-                yield Queued(ticket.position)
-                await ticket.wait_change()
-            audio = await self._decode(data, job)
-            del data
-            async with contextlib.aclosing(self._stages(audio, job)) as results:
-                async for result in results:
-                    if not result.final:
-                        yield Listening(result)
-                        continue
-                    logger.info(
-                        "request %s: %s %s after %.1f s of audio, %.0f ms", request.id,
-                        result.status, result.best.episode if result.best else "-",
-                        result.heard_s, result.elapsed_ms,
-                    )
-                    job.release_when_idle(ticket)
-                    finished = Finished(result, truncated=audio.truncated)
-                    self._remember(keys, finished)
-                    yield finished
-                    return
-            raise RuntimeError("identify_stages ended without a final result")
-        finally:
-            job.release_when_idle(ticket)
+        ticket.fetched()
+        position = -1
+        while not ticket.running:
+            if ticket.position != position:
+                position = ticket.position
+                yield Queued(position)
+            await ticket.wait_change()
+        audio = await self._decode(data, job)
+        del data
+        async with contextlib.aclosing(self._stages(audio, job)) as results:
+            async for result in results:
+                if not result.final:
+                    yield Listening(result)
+                    continue
+                logger.info(
+                    "request %s: %s %s after %.1f s of audio, %.0f ms", request.id,
+                    result.status, result.best.episode if result.best else "-",
+                    result.heard_s, result.elapsed_ms,
+                )
+                job.release_when_idle(ticket)
+                finished = Finished(result, truncated=audio.truncated)
+                self._remember(keys, finished)
+                yield finished
+                return
+        raise RuntimeError("identify_stages ended without a final result")
 
     def _remembered(self, keys: list[str], request_id: str) -> Finished | None:
         if self.cache is None:

@@ -57,9 +57,41 @@ def test_every_spelling_of_a_post_is_one_key(urls: list[str], key: str) -> None:
 
 
 def test_unknown_links_keep_their_path_and_query() -> None:
-    assert link_key("https://vm.tiktok.com/ZMabc123/") == "url:vm.tiktok.com/ZMabc123"
+    assert link_key("https://vm.tiktok.com/ZMabc123/") == "url:https://vm.tiktok.com/ZMabc123"
     assert link_key("https://cdn.example.com/a.mp4?sig=1") != link_key(
         "https://cdn.example.com/a.mp4?sig=2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("http://cdn.example.com/a.mp4", "https://cdn.example.com/a.mp4"),
+        ("https://cdn.example.com/a.mp4", "https://cdn.example.com:8443/a.mp4"),
+        ("https://www.example.com/a.mp4", "https://example.com/a.mp4"),
+        ("https://m.example.com/a.mp4", "https://example.com/a.mp4"),
+        ("https://notyoutube.com/watch?v=dQw4w9WgXcQ", "https://youtube.com/watch?v=dQw4w9WgXcQ"),
+        (
+            "https://x.com/fan/status/1790000000000000000/video/2",
+            "https://x.com/fan/status/1790000000000000000",
+        ),
+    ],
+)
+def test_different_files_get_different_keys(one: str, other: str) -> None:
+    assert link_key(one) != link_key(other)
+
+
+def test_unknown_links_are_kept_whole_but_default_ports_and_case_are_one() -> None:
+    assert link_key("https://CDN.example.com:443/a.mp4") == "url:https://cdn.example.com/a.mp4"
+    assert link_key("http://127.0.0.1:8080/clip.mp4") == "url:http://127.0.0.1:8080/clip.mp4"
+
+
+def test_each_video_of_a_tweet_has_its_own_key() -> None:
+    tweet = "https://x.com/fan/status/1790000000000000000"
+    assert link_key(f"{tweet}/video/1") == link_key(tweet) == "x:1790000000000000000"
+    assert link_key(f"{tweet}/video/2") == "x:1790000000000000000:2"
+    assert link_key("https://twitter.com/i/web/status/1790000000000000000/video/2") == (
+        "x:1790000000000000000:2"
     )
 
 

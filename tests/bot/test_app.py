@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import StartupError, run
+from bot.app import AdaptersFailed, StartupError, run
 from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.limits import Limits
+from bot.request import Attachment, Request, User
 from bot.service import Service
+from bot.states import Failed, Fetching, State
 from matcher.index import FingerprintIndex
 from matcher.store import write_index
 
@@ -201,3 +203,125 @@ async def test_the_real_process_serves_telegram_until_sigterm(
         await server.close()
     text = "".join(log)
     assert "telegram bot stopped" in text and "Traceback" not in text
+
+
+class Dying(Recorder):
+    """A platform that can fail while running: it reports so through `fatal`."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        super().__init__(name, events)
+        self.fatal = asyncio.Event()
+
+
+async def test_the_bot_stops_with_an_error_when_every_platform_has_failed(
+    tmp_path: Path, index_dir: Path
+) -> None:
+    events: list[str] = []
+    telegram, discord = Dying("telegram", events), Dying("discord", events)
+    settings = settings_with(
+        tmp_path, index_dir, {"TELEGRAM_BOT_TOKEN": "1:a", "DISCORD_TOKEN": "d"}
+    )
+    task = asyncio.create_task(
+        run(settings, adapters={"telegram": telegram.factory, "discord": discord.factory})
+    )
+    async with asyncio.timeout(HANG_GUARD_S):
+        while len(events) < 2:
+            await asyncio.sleep(0.01)
+        discord.fatal.set()
+        for _ in range(20):  # one platform down: the other keeps serving
+            await asyncio.sleep(0)
+        assert not task.done()
+        telegram.fatal.set()
+        with pytest.raises(AdaptersFailed, match="every chat platform failed"):
+            await task
+    assert events[2:] == ["stop discord", "stop telegram"]
+    assert isinstance(AdaptersFailed("x"), StartupError)  # `citywok run` exits 1
+
+
+async def test_an_adapter_without_a_fatal_event_keeps_the_bot_up(
+    tmp_path: Path, index_dir: Path
+) -> None:
+    events: list[str] = []
+    telegram, discord = Recorder("telegram", events), Dying("discord", events)
+    settings = settings_with(
+        tmp_path, index_dir, {"TELEGRAM_BOT_TOKEN": "1:a", "DISCORD_TOKEN": "d"}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(
+        settings, adapters={"telegram": telegram.factory, "discord": discord.factory}, stop=stop
+    ))
+    async with asyncio.timeout(HANG_GUARD_S):
+        while len(events) < 2:
+            await asyncio.sleep(0.01)
+        discord.fatal.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not task.done()
+        stop.set()
+        await task
+
+
+class Chatty(Recorder):
+    """A platform with one user whose clip is still downloading when the bot is stopped; its
+    `stop` waits for its handler, as the real adapters do."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__("telegram", events)
+        self.states: list[State] = []
+        self.downloading = asyncio.Event()
+        self.handler: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        assert self.args is not None
+        service = self.args[1]
+
+        async def read() -> bytes:
+            self.downloading.set()
+            await asyncio.Event().wait()  # a download that never ends
+            return b""
+
+        request = Request(
+            User("telegram", "1", "u"), Attachment("a.mp4", 10, None, read), "telegram:1", "r1"
+        )
+
+        async def handle() -> None:
+            async for state in service.handle(request):
+                self.states.append(state)
+
+        self.handler = asyncio.create_task(handle())
+
+    async def stop(self) -> None:
+        assert self.handler is not None
+        await self.handler
+        await super().stop()
+
+
+async def test_stopping_ends_running_requests_with_a_restarting_answer(
+    tmp_path: Path, index_dir: Path
+) -> None:
+    events: list[str] = []
+    chat = Chatty(events)
+    settings = load_settings(
+        config(tmp_path, index_dir, "[app]\nshutdown_grace_s = 0\n"), {"TELEGRAM_BOT_TOKEN": "1"}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(settings, adapters={"telegram": chat.factory}, stop=stop))
+    async with asyncio.timeout(HANG_GUARD_S):
+        await chat.downloading.wait()
+        stop.set()
+        await task
+    assert events == ["start telegram", "stop telegram"]
+    assert [type(s) for s in chat.states] == [Fetching, Failed]
+    final = chat.states[-1]
+    assert isinstance(final, Failed) and "restarting" in final.error.message
+    assert chat.args is not None and chat.args[1].draining
+
+
+def test_a_bad_network_in_the_config_is_named_not_a_traceback(
+    tmp_path: Path, index_dir: Path, no_tokens: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, index_dir, '[fetch]\nallow_networks = ["10.0.0.0/99"]\n')
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "fetch.allow_networks" in err and "10.0.0.0/99" in err and "Traceback" not in err

@@ -44,6 +44,8 @@ allow_users = ["telegram:42", "discord:7"]
 [discord]
 test_guild_id = 123
 message_content_intent = false
+[app]
+shutdown_grace_s = 5
 """)
     settings = load_settings(path, {})
     assert settings.index.dir == Path("/srv/citywok/index")
@@ -55,6 +57,8 @@ message_content_intent = false
     assert settings.limits.allow_users == ("telegram:42", "discord:7")
     assert settings.discord.test_guild_id == 123
     assert settings.discord.message_content_intent is False
+    assert settings.app.shutdown_grace_s == 5.0
+    assert Settings().app.shutdown_grace_s < 10  # under Docker's default stop timeout
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -105,6 +109,10 @@ def test_unknown_keys_are_named(tmp_path: Path, text: str, named: str) -> None:
         ('[limits]\nallow_users = ["42"]\n', "allow_users entry '42'"),
         ('[log]\nlevel = "loud"\n', "log.level"),
         ("limits = 3\n", "[limits] must be a table"),
+        ('[fetch]\nallow_networks = ["127.0.0.0/33"]\n', "allow_networks entry '127.0.0.0/33'"),
+        ('[fetch]\nallow_networks = ["localhost"]\n', "allow_networks entry 'localhost'"),
+        ("[limits]\nmax_downloads = 0\n", "limits.max_downloads must be greater than 0"),
+        ("[app]\nshutdown_grace_s = -1\n", "app.shutdown_grace_s must be 0 or more"),
     ],
 )
 def test_wrong_values_are_named(tmp_path: Path, text: str, named: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from bot.config import LimitSettings
 from bot.errors import AlreadyWorking, Busy, RateLimited
-from bot.limits import Limits, TokenBucket
+from bot.limits import Limits, Ticket, TokenBucket
 from bot.request import User
 
 ALICE = User("telegram", "1", "alice")
@@ -99,15 +99,25 @@ def test_the_allowlist_skips_per_user_limits() -> None:
         lim.check(BOB)
 
 
+def running(lim: Limits, *, unsolicited: bool = False) -> Ticket:
+    """A ticket that took its place, downloaded, and holds a match slot."""
+    ticket = lim.enqueue(unsolicited=unsolicited)
+    ticket.fetched()
+    assert ticket.running
+    return ticket
+
+
 async def test_the_queue_reports_positions_and_refuses_when_full() -> None:
     lim = limits(max_concurrent=1, max_queue=2)
-    running = lim.enqueue()
+    first = running(lim)
     second, third = lim.enqueue(), lim.enqueue()
-    assert (running.running, second.position, third.position) == (True, 1, 2)
+    assert (second.position, third.position) == (1, 2)
     assert lim.full()
     with pytest.raises(Busy):
         lim.enqueue()
-    running.release()
+    second.fetched()
+    assert not second.running  # the media is in hand, but the slot is not free
+    first.release()
     assert second.running and second.changed.is_set()
     assert await third.wait_change() == 1
     assert not lim.full()
@@ -115,21 +125,97 @@ async def test_the_queue_reports_positions_and_refuses_when_full() -> None:
 
 async def test_leaving_the_queue_moves_the_others_up() -> None:
     lim = limits(max_concurrent=1, max_queue=3)
-    running = lim.enqueue()
+    first = running(lim)
     waiting = [lim.enqueue() for _ in range(3)]
     waiting[0].release()
     assert [t.position for t in waiting[1:]] == [1, 2]
     waiting[0].release()  # twice is harmless
     assert lim.running == 1 and lim.waiting == 2
-    running.release()
-    assert waiting[1].running and waiting[2].position == 1
+    first.release()
+    assert lim.running == 0  # nobody has their media yet: the slot waits for the first who does
+    waiting[2].fetched()
+    assert waiting[2].running and waiting[1].position == 1
 
 
 def test_concurrency_without_waiting() -> None:
     lim = limits(max_concurrent=2, max_queue=0)
-    a, b = lim.enqueue(), lim.enqueue()
-    assert a.running and b.running
+    a = running(lim)
+    b = lim.enqueue()  # downloading: it already counts, so a third is refused before fetching
     with pytest.raises(Busy):
         lim.enqueue()
     a.release()
-    assert lim.enqueue().running
+    b.fetched()
+    assert b.running and running(lim).running
+
+
+def test_only_the_front_of_the_line_downloads() -> None:
+    lim = limits(max_concurrent=1, max_queue=10, max_downloads=2)
+    tickets = [lim.enqueue() for _ in range(5)]
+    assert [t.may_fetch for t in tickets] == [True, True, False, False, False]
+    assert [t.position for t in tickets] == [1, 2, 3, 4, 5]
+    # The first to have its media runs; its place in the download window goes to the next.
+    tickets[1].fetched()
+    assert tickets[1].running and tickets[2].may_fetch and not tickets[3].may_fetch
+    # A finished download waiting for the slot keeps its place in the window: what is held in
+    # memory stays bounded by max_downloads + max_concurrent.
+    tickets[0].fetched()
+    assert not tickets[0].running and tickets[0].may_fetch
+    assert [t.may_fetch for t in tickets[2:]] == [True, False, False]
+    tickets[2].release()
+    assert tickets[3].may_fetch and tickets[3].changed.is_set() and not tickets[4].may_fetch
+
+
+def test_an_unsolicited_scan_runs_only_when_nobody_waits() -> None:
+    lim = limits(max_concurrent=2, max_queue=5)
+    scan = lim.enqueue(unsolicited=True)
+    scan.fetched()
+    assert scan.running
+    asked = running(lim)
+    # Both slots busy: another scan is refused rather than queued; an asked request queues.
+    with pytest.raises(Busy):
+        lim.enqueue(unsolicited=True)
+    waiting = lim.enqueue()
+    assert waiting.position == 1
+    asked.release()
+    waiting.fetched()
+    assert waiting.running
+    with pytest.raises(Busy):
+        lim.enqueue(unsolicited=True)  # still no free slot
+
+
+def test_asked_requests_overtake_waiting_scans() -> None:
+    lim = limits(max_concurrent=1, max_queue=5)
+    scan = lim.enqueue(unsolicited=True)  # admitted while idle, still downloading
+    asked = running(lim)
+    later = lim.enqueue()
+    assert later.position == 1 and scan.position == 2  # served after every asked request
+    scan.fetched()
+    later.fetched()
+    asked.release()
+    assert later.running and not scan.running
+    later.release()
+    assert scan.running
+
+
+def test_waiting_scans_never_fill_the_queue_for_asked_requests() -> None:
+    lim = limits(max_concurrent=1, max_queue=1)
+    scan = lim.enqueue(unsolicited=True)
+    asked = [lim.enqueue(), lim.enqueue()]  # one to run, one to wait: the scan takes no place
+    assert [t.position for t in asked] == [1, 2] and scan.position == 3
+    with pytest.raises(Busy):
+        lim.enqueue()
+
+
+def test_a_scan_never_blocks_its_posters_own_request() -> None:
+    lim = limits()
+    lim.begin(ALICE, unsolicited=True)
+    lim.begin(ALICE)  # asked while the scan of their post runs: not "one at a time"
+    with pytest.raises(AlreadyWorking):
+        lim.begin(ALICE, unsolicited=True)  # one scan at a time, and none while asking
+    lim.end(ALICE, unsolicited=True)
+    with pytest.raises(AlreadyWorking):
+        lim.begin(ALICE, unsolicited=True)
+    lim.end(ALICE)
+    assert not lim.in_flight(ALICE)
+    lim.begin(ALICE, unsolicited=True)
+    assert lim.in_flight(ALICE)

@@ -184,11 +184,46 @@ async def test_a_platform_that_never_relents_gives_up_and_closes_the_stream() ->
     feed = Feed()
     target = Recorder(clock=clock, retry_later=[1.0] * (MAX_RETRIES + 5))
     reply = LiveReply(target, 0.0, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(run(reply, feed.states()))
     feed.push(Fetching())
+    await until(lambda: len(clock.sleeps) == MAX_RETRIES)
+    # Progress is given up on; the answer still gets its one last try, and that fails too.
+    feed.push(Queued(1), DONE)
+    feed.end()
     with pytest.raises(RetryLater):
-        await run(reply, feed.states())
+        await task
     assert feed.closed
     assert target.calls == []
+    assert len(target.retry_later) == 5 - 2  # one over the limit, then the final state's try
+
+
+async def test_a_long_flood_wait_is_not_sat_out_but_the_answer_is_tried_once_more() -> None:
+    clock = FakeClock()
+    feed = Feed()
+    target = Recorder(clock=clock)
+    reply = LiveReply(target, 0.0, max_wait_s=60.0, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(run(reply, feed.states()))
+    feed.push(Queued(2))
+    await until(lambda: bool(target.calls))
+    target.retry_later.extend([20.0, 30.0, 300.0])  # Telegram's flood wait: 300 s
+    feed.push(Queued(1))
+    await until(lambda: len(clock.sleeps) == 2)
+    feed.push(Fetching(), DONE)
+    feed.end()
+    await task
+    # 20 + 30 s waited as asked; 300 s would pass the 60 s budget, so progress is dropped
+    # and the answer is sent once, after what is left of the budget.
+    assert clock.sleeps == [20.0, 30.0, 10.0]
+    assert target.shown == ["queued 2", "finished"]
+
+
+async def test_the_last_try_waits_no_longer_than_the_platform_asked() -> None:
+    clock = FakeClock()
+    target = Recorder(clock=clock, retry_later=[45.0, 30.0])
+    reply = LiveReply(target, 0.0, max_wait_s=60.0, clock=clock, sleep=clock.sleep)
+    await run(reply, stream(Fetching(), DONE))
+    assert clock.sleeps == [45.0, 15.0]
+    assert target.shown == ["finished"]
 
 
 async def test_a_failed_progress_edit_does_not_lose_the_answer() -> None:

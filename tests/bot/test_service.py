@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bot.answer_cache import AnswerCache, link_key
+from bot.answer_cache import AnswerCache, link_key, media_key
 from bot.config import LimitSettings, Settings
 from bot.errors import RateLimited
 from bot.fetch import Fetcher
@@ -82,6 +82,7 @@ class GatedMatcher(Matcher):
     def __init__(self, index: FingerprintIndex) -> None:
         super().__init__(index)
         self.gate = threading.Event()
+        self.parked = threading.Event()
         self.finished = threading.Event()
 
     def identify_stages(self, samples, *, stages_s=None):  # type: ignore[no-untyped-def]
@@ -89,6 +90,7 @@ class GatedMatcher(Matcher):
             for n, result in enumerate(super().identify_stages(samples, stages_s=stages_s)):
                 yield result
                 if n == 0:
+                    self.parked.set()
                     self.gate.wait(HANG_GUARD_S)
         finally:
             self.finished.set()
@@ -390,3 +392,192 @@ async def test_a_reposted_clip_is_answered_from_the_cache(
     service.generation = "gen-2"
     other = await collect(service.handle(request(Link(url), rid="other")))
     assert isinstance(other[-1], Failed) and other[-1].error.kind == "blocked_address"
+
+
+class GatedRead:
+    """An attachment whose download (the adapter's `read`) waits until `gate` is set."""
+
+    def __init__(self, data: bytes, name: str = "clip.wav") -> None:
+        self.data = data
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+        self.attachment = Attachment(name, len(data), "audio/wav", self.read)
+
+    async def read(self) -> bytes:
+        self.started.set()
+        await self.gate.wait()
+        return self.data
+
+
+async def test_only_the_front_of_the_line_downloads(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(
+        memory_index, executor,
+        limits=LimitSettings(max_concurrent=1, max_queue=5, max_downloads=1),
+    )
+    first, second = GatedRead(media["stranger"]), GatedRead(media["stranger"])
+    a = service.handle(request(first.attachment, user="1"))
+    b = service.handle(request(second.attachment, user="2"))
+    async with asyncio.timeout(HANG_GUARD_S):
+        a_states = asyncio.create_task(collect(a))
+        await first.started.wait()
+        # Its place is taken before downloading, and it does not download yet.
+        assert await anext(b) == Queued(2)
+        assert not second.started.is_set()
+        first.gate.set()
+        second.gate.set()
+        # The first download done, the second may start (and is next for the slot).
+        assert await anext(b) == Fetching()
+        outcomes = [(await a_states)[-1], (await collect(b))[-1]]
+    assert all(isinstance(o, Finished) for o in outcomes)
+    await idle(service.limits)
+
+
+async def test_a_full_line_refuses_before_downloading(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    service = make_service(
+        memory_index, executor, limits=LimitSettings(max_concurrent=1, max_queue=0)
+    )
+    first = GatedRead(media["stranger"])
+    a = service.handle(request(first.attachment, user="1"))
+    reads: list[int] = []
+
+    async def read() -> bytes:
+        reads.append(1)
+        return media["stranger"]
+
+    async with asyncio.timeout(HANG_GUARD_S):
+        a_states = asyncio.create_task(collect(a))
+        await first.started.wait()
+        refused = await collect(service.handle(request(Attachment("b.wav", 9, None, read), "2")))
+        assert [type(s) for s in refused] == [Failed] and refused[0].error.kind == "busy"
+        assert reads == []
+        assert service.limits.remaining(User("telegram", "2", "user2"))[0] == 5  # no quota
+        first.gate.set()
+        assert isinstance((await a_states)[-1], Finished)
+    await idle(service.limits)
+
+
+async def test_the_media_digest_is_computed_off_the_loop(
+    memory_index: FingerprintIndex,
+    executor: ThreadPoolExecutor,
+    media: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bot.service
+
+    threads: list[threading.Thread] = []
+
+    def spy(data: bytes) -> str:
+        threads.append(threading.current_thread())
+        return media_key(data)
+
+    monkeypatch.setattr(bot.service, "media_key", spy)
+    service = make_service(memory_index, executor)
+    states = await collect(service.handle(request(attachment(media["known"]))))
+    assert isinstance(states[-1], Finished)
+    assert threads and threading.main_thread() not in threads
+
+
+async def test_an_unsolicited_scan_costs_no_quota_and_never_blocks_its_poster(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(
+        memory_index, executor, matcher=matcher,
+        limits=LimitSettings(per_minute=5, max_concurrent=1, max_queue=2),
+    )
+    clip = media["stranger"]
+    scan = service.handle(replace(request(attachment(clip, "a.wav")), unsolicited=True))
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            assert await anext(scan) == Fetching()
+            assert isinstance(await anext(scan), Listening)  # running, parked by the gate
+            assert service.limits.remaining(USER)[0] == 5
+            # The same user asks: not "one at a time"; they wait for the slot like anyone.
+            asked = service.handle(request(attachment(clip, "b.wav"), rid="asked"))
+            assert await anext(asked) == Fetching()
+            assert await anext(asked) == Queued(1)
+            # Another scan while someone waits: refused at once, not queued.
+            other = await collect(service.handle(
+                replace(request(attachment(clip, "c.wav"), user="2"), unsolicited=True)
+            ))
+            assert [type(s) for s in other] == [Failed] and other[0].error.kind == "busy"
+            matcher.gate.set()
+            assert isinstance((await collect(scan))[-1], Finished)
+            assert isinstance((await collect(asked))[-1], Finished)
+    finally:
+        matcher.gate.set()
+    assert service.limits.remaining(USER)[0] == 4  # only the asked request was charged
+    await idle(service.limits)
+
+
+async def test_a_drain_lets_running_requests_finish(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(memory_index, executor, matcher=matcher)
+    states = service.handle(request(attachment(media["stranger"], "a.wav")))
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            await anext(states)
+            assert isinstance(await anext(states), Listening)
+            drain = asyncio.create_task(service.drain(HANG_GUARD_S))
+            await asyncio.sleep(0)
+            assert service.draining and not drain.done()
+            # New work is refused while the running request finishes.
+            late = await collect(service.handle(request(attachment(media["known"]), "2")))
+            assert [type(s) for s in late] == [Failed]
+            assert late[0].error.kind == "busy" and "restarting" in late[0].error.message
+            matcher.gate.set()
+            assert isinstance((await collect(states))[-1], Finished)
+            await drain
+    finally:
+        matcher.gate.set()
+    assert service.active == 0
+    await idle(service.limits)
+
+
+async def test_after_the_grace_every_running_stream_ends_restarting(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    matcher = GatedMatcher(memory_index)
+    service = make_service(
+        memory_index, executor, matcher=matcher,
+        limits=LimitSettings(max_concurrent=1, max_queue=5, max_downloads=1),
+    )
+    downloading = GatedRead(media["stranger"])
+    chat = Chat()
+    running = asyncio.create_task(LiveReply(chat, 0.0).run(
+        service.handle(request(attachment(media["stranger"], "a.wav"), user="1")), render_state
+    ))
+    streams = [
+        service.handle(request(downloading.attachment, user="2")),  # in its download
+        service.handle(request(attachment(media["known"]), user="3")),  # waiting to download
+    ]
+    try:
+        async with asyncio.timeout(HANG_GUARD_S):
+            while not matcher.parked.is_set():  # the first request is mid-match
+                await asyncio.sleep(0.01)
+            collecting = [asyncio.create_task(collect(streams[0]))]
+            await downloading.started.wait()
+            assert await anext(streams[1]) == Queued(2)
+            collecting.append(asyncio.create_task(collect(streams[1])))
+            await service.drain(0.0)
+            assert service.active == 0
+            await running
+            outcomes = [await task for task in collecting]
+    finally:
+        matcher.gate.set()
+    assert [[type(s) for s in states] for states in outcomes] == [[Fetching, Failed], [Failed]]
+    for states in outcomes:
+        error = states[-1].error  # type: ignore[union-attr]
+        assert error.kind == "busy" and "restarting" in error.message
+    # The reply that was showing progress ends with the same sentence.
+    last = chat.calls[-1][1]
+    assert last.kind == "error" and "restarting" in " ".join(last.lines)
+    assert not any(service.limits.in_flight(User("telegram", u, "")) for u in "123")
+    await idle(service.limits)  # the parked worker thread let go of its slot
+    assert matcher.finished.is_set()
