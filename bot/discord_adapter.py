@@ -23,23 +23,26 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
 
 from bot.config import Settings
-from bot.errors import Internal
+from bot.errors import Busy, FetchFailed, Internal
 from bot.fetch import find_links
 from bot.limits import Limits
 from bot.live import LiveReply, RetryLater
 from bot.render import Rendered, render_state
 from bot.request import Attachment, Link, Request, User, new_request_id
 from bot.service import Service
-from bot.states import Failed, State
+from bot.states import Failed, Finished, State, is_final
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,12 @@ MEDIA_SUFFIXES = (
     ".flac",
     ".aac",
 )
-# Errors that nobody asked to hear about when the bot scanned a message on its own.
-QUIET_WHEN_UNASKED = frozenset({"rate_limited", "already_working", "busy"})
+# How long stop() lets running requests deliver their last state (the core ends them with "I'm
+# restarting" while it drains) before cancelling what is left.
+STOP_GRACE_S = 10.0
+# Said when a request is cut off by shutdown before the core could say it.
+RESTARTING = "I'm restarting; send that again in a minute."
+DOWNLOAD_FAILED = "I couldn't download that file from Discord; try again in a minute."
 CONTEXT_MENU_NAME = "Which episode?"
 AUTOSCAN_FILE = "discord-autoscan.json"
 NO_INTENT_NOTE = (
@@ -94,24 +101,39 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def fit_lines(lines: list[str], budget: int) -> list[str]:
+    """`lines` joined by newlines within `budget`: whole lines while they fit, then "… and N
+    more". A first line too long on its own is clipped rather than dropped, so the reply never
+    shows only the count."""
+    if len("\n".join(lines)) <= budget:
+        return lines
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        sep = 1 if kept else 0
+        more = "" if i == len(lines) - 1 else f"… and {len(lines) - i - 1} more"
+        room = budget - used - sep - (len(more) + 1 if more else 0)
+        if len(line) <= room:
+            kept.append(line)
+            used += sep + len(line)
+            continue
+        if not kept and room > 0:
+            return [_clip(line, room), *([more] if more else [])]
+        return [*kept, f"… and {len(lines) - i} more"]
+    return kept
+
+
 def rendered2embed(rendered: Rendered) -> discord.Embed:
     """An embed within Discord's limits (title 256, description 4096, 6000 in all). Long
-    timelines lose whole lines from the end, with a count of what was left out."""
-    lines = list(rendered.lines)
-    description = "\n".join(lines)
-    if len(description) > DESCRIPTION_LIMIT:
-        kept: list[str] = []
-        used = 0
-        for i, line in enumerate(lines):
-            more = f"… and {len(lines) - i} more"
-            if used + len(line) + 1 + len(more) > DESCRIPTION_LIMIT:
-                kept.append(more)
-                break
-            kept.append(_clip(line, DESCRIPTION_LIMIT - len(more) - 1))
-            used += len(kept[-1]) + 1
-        description = "\n".join(kept)
+    timelines lose whole lines from the end, with a count of what was left out.
+
+    Rendered text is plain: markdown in it (an episode title from the operator's titles file
+    such as `*Pilot*` or `Mr_Hankey`) is escaped so that it shows as written."""
+    lines = [discord.utils.escape_markdown(line) for line in rendered.lines]
+    description = "\n".join(fit_lines(lines, DESCRIPTION_LIMIT))
+    title = discord.utils.escape_markdown(rendered.title)
     return discord.Embed(
-        title=_clip(rendered.title, TITLE_LIMIT) or None,
+        title=_clip(title, TITLE_LIMIT) or None,
         description=description or None,
         colour=COLOURS.get(rendered.kind, discord.Colour.default()),
     )
@@ -135,12 +157,16 @@ class MessageReplyTarget:
         self._reply: discord.Message | None = None
         self._last: discord.Embed | None = None
         self._dead = False
+        self.final_shown = False
 
     async def send(self, rendered: Rendered) -> None:
         embed = rendered2embed(rendered)
         try:
-            self._reply = await self._message.reply(
+            # Not `message.reply`: if the user deleted their message meanwhile, Discord refuses
+            # a reply to it ("Unknown message"); this way the answer is posted anyway.
+            self._reply = await self._message.channel.send(
                 embed=embed,
+                reference=self._message.to_reference(fail_if_not_exists=False),
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
@@ -152,6 +178,7 @@ class MessageReplyTarget:
             self._give_up(error)
             return
         self._last = embed
+        self.final_shown = rendered.kind != "progress"
 
     async def edit(self, rendered: Rendered) -> None:
         if self._reply is None:
@@ -171,6 +198,7 @@ class MessageReplyTarget:
             self._give_up(error)
             return
         self._last = embed
+        self.final_shown = rendered.kind != "progress"
 
     def _give_up(self, error: discord.HTTPException) -> None:
         """No permission to post, message deleted…: nobody to tell, so log and stop."""
@@ -194,6 +222,7 @@ class InteractionTarget:
         self._request_id = request_id
         self._last: discord.Embed | None = None
         self._moved_to_ephemeral = False
+        self.final_shown = False
 
     async def send(self, rendered: Rendered) -> None:
         await self.edit(rendered)
@@ -222,6 +251,7 @@ class InteractionTarget:
             )
             return
         self._last = embed
+        self.final_shown = rendered.kind != "progress"
 
     async def _ephemeral(self, embed: discord.Embed) -> None:
         self._moved_to_ephemeral = True
@@ -309,8 +339,27 @@ def attachment2source(attachment: discord.Attachment) -> Attachment:
         filename=attachment.filename,
         size_bytes=attachment.size,
         content_type=attachment.content_type,
-        read=attachment.read,
+        read=_reader(attachment),
     )
+
+
+def _reader(attachment: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
+    """`attachment.read`, with a CDN failure (expired link, 5xx, connection reset) turned into
+    the core's FetchFailed: the user hears "couldn't download", not "something went wrong"."""
+
+    async def read() -> bytes:
+        try:
+            return await attachment.read()
+        except discord.HTTPException as error:
+            logger.warning(
+                "attachment %s: Discord CDN answered %s", attachment.id, error.status
+            )
+            raise FetchFailed(DOWNLOAD_FAILED) from error
+        except aiohttp.ClientError as error:
+            logger.warning("attachment %s: download failed: %r", attachment.id, error)
+            raise FetchFailed(DOWNLOAD_FAILED) from error
+
+    return read
 
 
 def message_sources(
@@ -333,7 +382,13 @@ def discord_user(user: discord.abc.User) -> User:
 
 class DiscordAdapter:
     """Runs one discord.py client in the caller's loop. `start()` logs in (so a bad token fails
-    at once) and connects in a background task; `stop()` ends requests and the connection."""
+    at once) and connects in a background task; `stop()` lets running requests finish (bounded),
+    then ends the connection.
+
+    `fatal` is set when the gateway connection ended for good without `stop()` (token reset,
+    intents refused, …): the process serves nothing here any more, and `bot.app.run` exits when
+    every adapter is in that state.
+    """
 
     def __init__(
         self,
@@ -342,6 +397,7 @@ class DiscordAdapter:
         limits: Limits,
         *,
         edit_interval_s: float = EDIT_INTERVAL_S,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self._settings = settings
         self._discord = settings.discord
@@ -357,6 +413,9 @@ class DiscordAdapter:
         self._work: set[asyncio.Task[Any]] = set()
         self._told_no_intent = False
         self._extra_hosts = tuple(settings.fetch.extra_hosts)
+        self._stop_grace_s = stop_grace_s
+        self._stopped = asyncio.Event()  # set when stop() begins: pacing waits end at once
+        self.fatal = asyncio.Event()
 
     # -- lifecycle
 
@@ -379,11 +438,19 @@ class DiscordAdapter:
         self._runner = asyncio.create_task(self._connect(), name="discord-gateway")
 
     async def stop(self) -> None:
-        for task in list(self._work):
-            task.cancel()
-        if self._work:
-            await asyncio.gather(*self._work, return_exceptions=True)
-        await self._close_client()
+        """Running requests first get `stop_grace_s` to deliver their last state (the core's
+        drain ends them with "I'm restarting"); what is left is cancelled (and told so, briefly),
+        then the client closes. Once the stop begins, edits are no longer paced, so after a
+        drain the last replies go out at once. If the caller's timeout is shorter, the client
+        still closes."""
+        self._stopped.set()
+        try:
+            await _finish_work(self._work, self._stop_grace_s)
+        finally:
+            # Even when the caller's own timeout cuts the wait short: close the connection.
+            for task in list(self._work):
+                task.cancel()
+            await self._close_client()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -395,14 +462,22 @@ class DiscordAdapter:
             await self._client.close()
 
     async def _connect(self) -> None:
-        """Keep the gateway connected until `stop()`; a fatal gateway error switches the
-        Discord side off (logged) without taking the rest of the bot down."""
+        """Keep the gateway connected until `stop()`. A fatal gateway error (bad token, intents
+        refused, …) switches the Discord side off: logged, and `fatal` set so that the process
+        does not carry on serving nothing."""
         try:
             await self._connect_until_closed()
         except asyncio.CancelledError:
             raise
         except Exception:
+            if self._stopped.is_set():
+                return
             logger.exception("Discord gateway connection ended; the Discord bot is off")
+            self.fatal.set()
+            return
+        if not self._stopped.is_set():
+            logger.error("Discord gateway connection closed; the Discord bot is off")
+            self.fatal.set()
 
     async def _connect_until_closed(self) -> None:
         """If Discord refuses the message-content intent (close code 4014: not enabled in the
@@ -573,11 +648,11 @@ class DiscordAdapter:
     ) -> None:
         # Acknowledge first: Discord drops interactions not answered within 3 s.
         await interaction.response.defer(thinking=True)
-        request = Request(
+        request = _request(
             user=discord_user(interaction.user),
             source=source,
             chat_key=f"discord:{interaction.channel_id or interaction.user.id}",
-            id=new_request_id(),
+            unsolicited=False,
         )
         target = InteractionTarget(interaction, request.id)
         await self._run(request, target, asked=True)
@@ -610,7 +685,8 @@ class DiscordAdapter:
             return
         asked = self._is_addressed(client, message)
         scanning = (
-            message.guild is not None
+            not self._stopped.is_set()
+            and message.guild is not None
             and self._content_intent
             and self._autoscan.enabled(message.guild.id)
         )
@@ -625,13 +701,24 @@ class DiscordAdapter:
             if asked:
                 await self._reply_text(message, self._usage(message.author))
             return
-        request = Request(
+        request = _request(
             user=discord_user(message.author),
             source=sources[0],
             chat_key=f"discord:{message.channel.id}",
-            id=new_request_id(),
+            unsolicited=not asked,
         )
         await self._run(request, MessageReplyTarget(message, request.id), asked=asked)
+
+    async def _pacing(self, delay_s: float) -> None:
+        """LiveReply's sleep. Waits between edits end when stop() begins: only last states
+        are left to show, and the caller's stop timeout is short. A longer wait is one
+        Discord asked for (429) and is kept."""
+        if delay_s > self._edit_interval_s:
+            await asyncio.sleep(delay_s)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._stopped.wait()
 
     def _sources(self, message: discord.Message) -> list[Link | Attachment]:
         return message_sources(message, extra_hosts=self._extra_hosts)
@@ -654,7 +741,11 @@ class DiscordAdapter:
     @staticmethod
     async def _reply_text(message: discord.Message, text: str) -> None:
         with contextlib.suppress(discord.HTTPException):
-            await message.reply(text, mention_author=False)
+            await message.channel.send(
+                text,
+                reference=message.to_reference(fail_if_not_exists=False),
+                mention_author=False,
+            )
 
     # -- running one request
 
@@ -673,39 +764,103 @@ class DiscordAdapter:
         try:
             states = self._service.handle(request)
             if not asked:
-                states = _quiet_unless_asked(states, request.id)
-            live = LiveReply(target, min_interval_s=self._edit_interval_s)
+                states = _confident_answer_only(states, request.id)
+            live = LiveReply(
+                target, min_interval_s=self._edit_interval_s, sleep=self._pacing
+            )
             await live.run(states, render_state)
         except asyncio.CancelledError:
+            # Cut off by stop(): the core did not get to say so; say it ourselves (not to
+            # people who did not ask).
+            if asked and not target.final_shown:
+                await _say_restarting(target, request.id)
             raise
         except Exception:
             logger.exception("request %s: Discord reply failed", request.id)
-            with contextlib.suppress(Exception):
-                await target.edit(
-                    render_state(Failed(error=Internal(request.id), request_id=request.id))
-                )
+            if asked:
+                with contextlib.suppress(Exception):
+                    await target.edit(
+                        render_state(Failed(error=Internal(request.id), request_id=request.id))
+                    )
         finally:
             if task is not None:
                 self._work.discard(task)
 
 
-async def _quiet_unless_asked(
+async def _confident_answer_only(
     states: AsyncIterator[State], request_id: str
 ) -> AsyncIterator[State]:
-    """When the bot scanned a message on its own, a "slow down" or "busy" answer is noise for
-    someone who did not ask: drop such a request silently (logged)."""
-    first = True
+    """For a message the bot scanned on its own: no "Getting the clip…" or "Listening…" for
+    someone who did not ask, and no "not found", "unsure", "busy" or error either. Only a
+    confident answer naming an episode is posted, once, at the end."""
+    final: State | None = None
     try:
         async for state in states:
-            if first and isinstance(state, Failed) and state.error.kind in QUIET_WHEN_UNASKED:
-                logger.info("request %s: unasked scan skipped (%s)", request_id, state.error.kind)
-                return
-            first = False
-            yield state
+            if is_final(state):
+                final = state
     finally:
         aclose = getattr(states, "aclose", None)
         if aclose is not None:
             await aclose()
+    if final is not None and _is_confident_match(final):
+        yield final
+    else:
+        logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
+
+
+def _is_confident_match(state: State) -> bool:
+    if not isinstance(state, Finished):
+        return False
+    result = state.result
+    return (
+        result.status == "match"
+        and result.best is not None
+        and not getattr(result, "repeated", None)  # "that's the intro" names no episode
+        and render_state(state).kind == "answer"  # "sure" or "fairly sure", not "maybe"
+    )
+
+
+def _outcome(state: State | None) -> str:
+    if isinstance(state, Failed):
+        return state.error.kind
+    if isinstance(state, Finished):
+        return state.result.status
+    return "no answer"
+
+
+_REQUEST_FIELDS = frozenset(f.name for f in fields(Request))
+
+
+def _request(*, unsolicited: bool, **values: Any) -> Request:
+    """A Request with a new id; `unsolicited` (the bot scanned a message nobody addressed to
+    it, so the core may let asked requests go first) only if the core's Request has it."""
+    if "unsolicited" in _REQUEST_FIELDS:
+        values["unsolicited"] = unsolicited
+    return Request(id=new_request_id(), **values)
+
+
+async def _say_restarting(target: InteractionTarget | MessageReplyTarget, request_id: str) -> None:
+    """Best effort, briefly: the process is going away."""
+    rendered = render_state(Failed(error=Busy(RESTARTING), request_id=request_id))
+    try:
+        async with asyncio.timeout(3.0):
+            await target.edit(rendered)
+    except (discord.DiscordException, RetryLater, TimeoutError, aiohttp.ClientError):
+        logger.info("request %s: could not tell the user about the restart", request_id)
+
+
+async def _finish_work(tasks: set[asyncio.Task[Any]], grace_s: float) -> None:
+    """Wait up to `grace_s` for `tasks` (a live set: requests may still join it, finished ones
+    leave it), then cancel what is left and wait for it to unwind."""
+    deadline = time.monotonic() + grace_s
+    while tasks and (left := deadline - time.monotonic()) > 0:
+        await asyncio.wait(set(tasks), timeout=left)
+    pending = set(tasks)
+    if pending:
+        logger.warning("cancelling %d Discord request(s) still running at shutdown", len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=grace_s)
 
 
 __all__ = ["AutoscanStore", "DiscordAdapter", "rendered2embed"]

@@ -23,9 +23,10 @@ import datetime as dtm
 import html
 import logging
 import math
+import time
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from telegram import (
@@ -42,8 +43,8 @@ from telegram import (
     VideoNote,
     Voice,
 )
-from telegram.constants import ChatAction, ChatType, ParseMode
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.constants import ChatAction, ChatType, MessageLimit, ParseMode
+from telegram.error import BadRequest, Conflict, RetryAfter, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -56,14 +57,14 @@ from telegram.ext import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
-from bot.errors import FetchFailed, TooLarge, UserFacingError
+from bot.errors import Busy, FetchFailed, TooLarge, UserFacingError
 from bot.fetch import find_links
 from bot.limits import Limits
 from bot.live import LiveReply, RetryLater
 from bot.render import Rendered, render_state
 from bot.request import Attachment, Link, Request, User, new_request_id
 from bot.service import Service
-from bot.states import Failed, State
+from bot.states import Failed, State, is_final
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,25 @@ PLATFORM = "telegram"
 # count, so a group reply is edited less often.
 PRIVATE_EDIT_INTERVAL_S = 1.0
 GROUP_EDIT_INTERVAL_S = 3.0
-# The typing indicator lasts 5 s on clients; renew it a little before it fades.
-TYPING_EVERY_S = 4.5
+# The typing indicator lasts 5 s on clients. It is sent in private chats only: in a group every
+# chat action counts against the 20-messages-a-minute budget the answer itself needs.
+TYPING_EVERY_S = 5.0
 POLL_TIMEOUT_S = 30
+# Telegram's cap on a message, counted after HTML parsing (in UTF-16 code units).
+MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
+MAX_TITLE_UNITS = 512
+# How long stop() lets running requests deliver their last state (the core ends them with "I'm
+# restarting" while it drains) before cancelling what is left.
+STOP_GRACE_S = 10.0
+# A restart overlaps the old process for a moment, so Telegram's "Conflict" (another getUpdates
+# on this token) is fatal only when it lasts; a quiet gap longer than PTB's longest back-off
+# (30 s) means polling went through in between.
+CONFLICT_FATAL_S = 60.0
+CONFLICT_GAP_S = 35.0
+# Said when a request is cut off by shutdown before the core could say it.
+RESTARTING = "I'm restarting; send that again in a minute."
+# PTB names the task that long-polls getUpdates; polling dies with it (e.g. on InvalidToken).
+_POLLING_TASK_NAME = "Updater:start_polling:polling_task"
 
 COMMANDS = (
     ("whichepisode", "Which episode is this clip from? Reply to a clip or add a link"),
@@ -217,15 +234,70 @@ def find_target(
 
 
 def to_html(rendered: Rendered) -> str:
-    """Title in bold, one escaped line per line. Telegram parses HTML; nothing user-supplied
-    may reach it unescaped (episode titles can hold `<` or `&`)."""
-    parts = [f"<b>{html.escape(rendered.title)}</b>"] if rendered.title else []
-    parts += [html.escape(line) for line in rendered.lines]
+    """Title in bold, one escaped line per line, within Telegram's 4096 characters (a long
+    compilation timeline loses whole lines from the end, with a count of what was left out).
+    Telegram parses HTML; nothing user-supplied may reach it unescaped (episode titles can hold
+    `<` or `&`)."""
+    title = _clip(rendered.title, MAX_TITLE_UNITS)
+    budget = MAX_TEXT_UNITS - (_units(title) + 1 if title else 0)
+    lines = fit_lines(list(rendered.lines), budget, size=_units)
+    parts = [f"<b>{html.escape(title)}</b>"] if title else []
+    parts += [html.escape(line) for line in lines]
     return "\n".join(parts) or html.escape("…")
+
+
+def fit_lines(lines: list[str], budget: int, *, size: Callable[[str], int] = len) -> list[str]:
+    """`lines` joined by newlines within `budget`: whole lines while they fit, then "… and N
+    more". A first line too long on its own is clipped rather than dropped, so the reply never
+    shows only the count."""
+    if size("\n".join(lines)) <= budget:
+        return lines
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        sep = 1 if kept else 0
+        last = i == len(lines) - 1
+        more = "" if last else f"… and {len(lines) - i - 1} more"
+        room = budget - used - sep - (size(more) + 1 if more else 0)
+        if size(line) <= room:
+            kept.append(line)
+            used += sep + size(line)
+            continue
+        if not kept and room > 0:
+            kept.append(_clip(line, room))
+            return kept + ([more] if more else [])
+        return [*kept, f"… and {len(lines) - i} more"]
+    return kept
+
+
+def _units(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    if _units(text) <= limit:
+        return text
+    clipped = text[: max(0, limit - 1)]
+    while clipped and _units(clipped) > limit - 1:
+        clipped = clipped[:-1]
+    return clipped + "…"
 
 
 def render_html(state: State) -> str:
     return to_html(render_state(state))
+
+
+@dataclass(frozen=True)
+class _Html:
+    """A rendered state for the live reply; `final` tells an edit that carries the answer."""
+
+    text: str
+    final: bool
+
+
+def render_reply(state: State) -> _Html:
+    return _Html(render_html(state), is_final(state))
 
 
 def help_html(*, minute_left: float, day_left: float, max_download_mb: int) -> str:
@@ -275,29 +347,36 @@ def is_file_too_big(exc: BadRequest) -> bool:
 
 
 class _ReplyMessage:
-    """`ReplyTarget` for one request: sends a message quoting the user's, then edits it."""
+    """`ReplyTarget` for one request: sends a message quoting the user's, then edits it.
+
+    If Telegram refuses the edit that carries the answer (the progress message was deleted,
+    or anything else but "not modified"), the answer goes out as a new message: the user must
+    never be left looking at "Listening…".
+    """
 
     def __init__(self, message: Message) -> None:
         self._message = message
         self._sent: Message | None = None
+        self.final_shown = False
 
-    async def send(self, rendered: str) -> None:
+    async def send(self, rendered: _Html) -> None:
         try:
             self._sent = await self._message.reply_html(
-                rendered,
+                rendered.text,
                 reply_parameters=_quote(self._message),
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         except RetryAfter as exc:
             raise RetryLater(_retry_after_s(exc)) from exc
+        self.final_shown = rendered.final
 
-    async def edit(self, rendered: str) -> None:
+    async def edit(self, rendered: _Html) -> None:
         if self._sent is None:
             await self.send(rendered)
             return
         try:
             await self._sent.edit_text(
-                rendered,
+                rendered.text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
@@ -305,8 +384,18 @@ class _ReplyMessage:
             raise RetryLater(_retry_after_s(exc)) from exc
         except BadRequest as exc:
             # Two states can render alike; Telegram refuses the identical edit. Nothing is lost.
-            if not is_not_modified(exc):
+            if is_not_modified(exc):
+                pass
+            elif rendered.final:
+                logger.warning(
+                    "telegram: the answer could not replace the progress message (%s); sending "
+                    "it as a new message", exc.message,
+                )
+                await self.send(rendered)
+                return
+            else:
                 raise
+        self.final_shown = rendered.final
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +408,10 @@ class TelegramAdapter:
     `settings`: the whole `Settings` (reads `.telegram` and the fetcher's `extra_hosts`);
     `service` answers requests; `limits` is read only for /help's remaining quota. The edit
     intervals default to what Telegram tolerates; tests lower them to see every state.
+
+    `fatal` is set when polling has died for good after start (the token was revoked, or
+    another process keeps polling with it): the process serves nothing here any more, and
+    `bot.app.run` exits when every adapter is in that state.
     """
 
     def __init__(
@@ -329,14 +422,23 @@ class TelegramAdapter:
         *,
         private_interval_s: float = PRIVATE_EDIT_INTERVAL_S,
         group_interval_s: float = GROUP_EDIT_INTERVAL_S,
+        stop_grace_s: float = STOP_GRACE_S,
+        conflict_fatal_s: float = CONFLICT_FATAL_S,
     ) -> None:
         self._intervals_s = (private_interval_s, group_interval_s)
+        self._stop_grace_s = stop_grace_s
+        self._conflict_fatal_s = conflict_fatal_s
         self._tg = settings.telegram
         self._extra_hosts = tuple(settings.fetch.extra_hosts)
         self._service = service
         self._limits = limits
         self._stack: contextlib.AsyncExitStack | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self.fatal = asyncio.Event()
+        self._stopped = asyncio.Event()  # set when stop() begins: pacing waits end at once
+        self._work: set[asyncio.Task[None]] = set()
+        self._typing_at: dict[int, float] = {}
+        self._conflicts: tuple[float, float] | None = None  # first and latest of a streak
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -350,13 +452,14 @@ class TelegramAdapter:
             await app.start()
             stack.push_async_callback(app.stop)
             await app.updater.start_polling(  # type: ignore[union-attr]
-                timeout=POLL_TIMEOUT_S, allowed_updates=[Update.MESSAGE]
+                timeout=POLL_TIMEOUT_S, allowed_updates=[Update.MESSAGE],
+                error_callback=self._on_polling_error,
             )
-            stack.push_async_callback(app.updater.stop)  # type: ignore[union-attr]
         except BaseException:
             await stack.aclose()
             raise
         self._app, self._stack = app, stack
+        self._watch_polling()
         logger.info("telegram: polling as @%s", app.bot.username)
 
     @staticmethod
@@ -368,11 +471,72 @@ class TelegramAdapter:
             logger.warning("telegram: could not set the command menu", exc_info=True)
 
     async def stop(self) -> None:
-        """Stop polling, let running replies finish, close the HTTP client."""
-        stack, self._stack, self._app = self._stack, None, None
-        if stack is not None:
+        """Stop polling, give running requests `stop_grace_s` to deliver their last state (the
+        core's drain ends them with "I'm restarting"), cancel the rest, close the HTTP client.
+
+        Bounded on its own: `stop_grace_s`, then a few seconds for what was cancelled to say
+        "I'm restarting". Once the stop begins, edits are no longer paced, so after a drain the
+        last replies go out at once. If the caller's timeout is shorter, the client still closes.
+        """
+        app, stack = self._app, self._stack
+        self._app = self._stack = None
+        if stack is None or app is None:
+            return
+        self._stopped.set()
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            await finish_work(self._work, self._stop_grace_s, "telegram")
+        except TelegramError as exc:  # polling had already died (see `_watch_polling`)
+            logger.warning("telegram: polling ended with %r", exc)
+        finally:
+            # Even when the caller's own timeout cuts the wait short: PTB's stop() waits for
+            # every handler, so nothing may be left running, and the HTTP client must close.
+            for task in list(self._work):
+                task.cancel()
             await stack.aclose()
-            logger.info("telegram: stopped")
+        logger.info("telegram: stopped")
+
+    def _watch_polling(self) -> None:
+        """PTB ends its polling task on InvalidToken (token revoked after start) and tells no
+        one until `stop()`: watch the task so that `fatal` says so at once."""
+        task = next(
+            (t for t in asyncio.all_tasks() if t.get_name() == _POLLING_TASK_NAME), None
+        )
+        if task is None:
+            logger.warning("telegram: cannot watch the polling task; fatal errors show at stop")
+            return
+
+        def ended(task: asyncio.Task[Any]) -> None:
+            if self._stopped.is_set() or task.cancelled():
+                return
+            logger.error(
+                "telegram: polling stopped for good (%r); the Telegram bot is off",
+                task.exception(),
+            )
+            self.fatal.set()
+
+        task.add_done_callback(ended)
+
+    def _on_polling_error(self, exc: TelegramError) -> None:
+        """PTB retries every polling error forever. A Conflict (another process polls with
+        this token) that lasts `conflict_fatal_s` is fatal: this process gets no updates."""
+        if not isinstance(exc, Conflict):
+            logger.warning("telegram: polling failed, retrying: %r", exc)
+            return
+        now = time.monotonic()
+        first, latest = self._conflicts or (now, now)
+        if now - latest > CONFLICT_GAP_S:
+            first = now
+        self._conflicts = (first, now)
+        if now - first >= self._conflict_fatal_s and not self.fatal.is_set():
+            logger.error(
+                "telegram: another process keeps polling with this token (%s); the Telegram "
+                "bot is off", exc.message,
+            )
+            self.fatal.set()
+        else:
+            logger.warning("telegram: polling conflict (%s); retrying", exc.message)
 
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         if not self._tg.token:
@@ -450,11 +614,11 @@ class TelegramAdapter:
             # file nobody can fetch costs no quota.
             logger.info("telegram: request %s refused: file over the download cap", request_id)
             try:
-                await reply.send(render_html(Failed(too_large, request_id)))
+                await reply.send(render_reply(Failed(too_large, request_id)))
             except (TelegramError, RetryLater):
                 logger.warning("telegram: could not reply to request %s", request_id)
             return
-        request = Request(
+        request = _request(
             user=_user(message), source=self._source(message, target),
             chat_key=f"{PLATFORM}:{message.chat.id}", id=request_id,
         )
@@ -462,16 +626,47 @@ class TelegramAdapter:
             "telegram: request %s from %s in %s: %s", request_id, request.user.key,
             request.chat_key, target.kind if isinstance(target, _Clip) else "link",
         )
-        interval_s = self._intervals_s[0] if is_private(message) else self._intervals_s[1]
-        typing = asyncio.create_task(self._keep_typing(message))
+        # Its own task, tracked, so that stop() can wait for it and cancel it without touching
+        # PTB's update-processing task.
+        work = asyncio.create_task(self._reply_live(message, request, reply))
+        self._work.add(work)
+        work.add_done_callback(self._work.discard)
+        await asyncio.wait({work})
+
+    async def _reply_live(self, message: Message, request: Request, reply: _ReplyMessage) -> None:
+        private = is_private(message)
+        interval_s = self._intervals_s[0] if private else self._intervals_s[1]
+        typing = asyncio.create_task(self._keep_typing(message)) if private else None
+        live = LiveReply(reply, interval_s, sleep=self._pacing(interval_s))
         try:
-            await LiveReply(reply, interval_s).run(self._service.handle(request), render_html)
+            await live.run(self._service.handle(request), render_reply)
+        except asyncio.CancelledError:
+            # Cut off by stop(): the core did not get to say so; say it ourselves.
+            if not reply.final_shown:
+                await _say_restarting(reply, request.id)
+            raise
         except Exception:
-            logger.exception("telegram: reply for request %s failed", request_id)
+            logger.exception("telegram: reply for request %s failed", request.id)
         finally:
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
+            if typing is not None:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await typing
+
+    def _pacing(self, interval_s: float) -> Callable[[float], Awaitable[None]]:
+        """LiveReply's sleep. Waits between edits end when stop() begins: only last states
+        are left to show, and the caller's stop timeout is short. A longer wait is one the
+        platform asked for (429) and is kept."""
+
+        async def sleep(delay_s: float) -> None:
+            if delay_s > interval_s:
+                await asyncio.sleep(delay_s)
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay_s):
+                    await self._stopped.wait()
+
+        return sleep
 
     def _too_large(self, target: _Clip | str) -> UserFacingError | None:
         limit = self._tg.max_download_bytes
@@ -507,10 +702,18 @@ class TelegramAdapter:
         return read
 
     async def _keep_typing(self, message: Message) -> None:
-        """Show "typing…" until the answer is in; losing an indicator is harmless."""
+        """Show "typing…" until the answer is in, at most once per `TYPING_EVERY_S` per chat
+        however many requests run there; losing an indicator is harmless."""
+        chat_id = message.chat.id
         while True:
-            with contextlib.suppress(TelegramError):
-                await message.get_bot().send_chat_action(message.chat.id, ChatAction.TYPING)
+            now = time.monotonic()
+            if now - self._typing_at.get(chat_id, -math.inf) >= TYPING_EVERY_S:
+                self._typing_at = {
+                    k: t for k, t in self._typing_at.items() if now - t < TYPING_EVERY_S
+                }
+                self._typing_at[chat_id] = now
+                with contextlib.suppress(TelegramError):
+                    await message.get_bot().send_chat_action(chat_id, ChatAction.TYPING)
             await asyncio.sleep(TYPING_EVERY_S)
 
     async def _hint(self, message: Message, text: str) -> None:
@@ -537,6 +740,42 @@ def _too_large_error(limit_bytes: int) -> UserFacingError:
         f"That file is too big: bots can only download files up to {limit_mb} MB from Telegram. "
         "Send a shorter clip or a link to the post instead."
     )
+
+
+_REQUEST_FIELDS = frozenset(f.name for f in fields(Request))
+
+
+def _request(**values: Any) -> Request:
+    """A Request; `unsolicited` is always False here (Telegram only sees messages addressed
+    to the bot), set explicitly when the core's Request has the field."""
+    if "unsolicited" in _REQUEST_FIELDS:
+        values["unsolicited"] = False
+    return Request(**values)
+
+
+async def _say_restarting(reply: _ReplyMessage, request_id: str) -> None:
+    """Best effort, briefly: the process is going away."""
+    final = render_reply(Failed(Busy(RESTARTING), request_id))
+    try:
+        async with asyncio.timeout(3.0):
+            await reply.edit(final)
+    except (TelegramError, RetryLater, TimeoutError):
+        logger.info("telegram: could not tell request %s about the restart", request_id)
+
+
+async def finish_work(tasks: set[asyncio.Task[Any]], grace_s: float, platform: str) -> None:
+    """Wait up to `grace_s` for `tasks` (a live set: requests may still join it, finished ones
+    leave it), then cancel what is left and wait for it to unwind."""
+    deadline = time.monotonic() + grace_s
+    while tasks and (left := deadline - time.monotonic()) > 0:
+        await asyncio.wait(set(tasks), timeout=left)
+    pending = set(tasks)
+    if pending:
+        logger.warning("%s: cancelling %d request(s) still running at shutdown", platform,
+                       len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=grace_s)
 
 
 def _user(message: Message) -> User:

@@ -11,11 +11,12 @@ No sleeps and no timing asserts: tests wait on the fake's recorded state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bot.config import load_settings
 from bot.discord_adapter import (
     AUTOSCAN_FILE,
     CONTEXT_MENU_NAME,
+    DOWNLOAD_FAILED,
     NO_INTENT_NOTE,
     AutoscanStore,
     DiscordAdapter,
@@ -40,7 +42,7 @@ from bot.live import RetryLater
 from bot.render import Rendered
 from bot.service import Service
 from matcher.identify import Matcher
-from matcher.index import FingerprintIndex
+from matcher.index import Episode, FingerprintIndex
 from tests.conftest import SR
 from tests.fakes.discord_server import EPHEMERAL, FakeDiscord, MessageRecord, embed_text
 from tests.media import make_media
@@ -65,23 +67,27 @@ def clip_dir(catalogue: list[np.ndarray], tmp_path_factory: pytest.TempPathFacto
     """Real media: 6 s of unrelated noise (a meme intro), then 8 s of episode 3 from 1:00.
 
     The noisy start keeps the first listening stages unsure, so the reply goes through several
-    states before the answer."""
+    states before the answer. `noise.mp4`: 12 s found in no episode."""
     root = tmp_path_factory.mktemp("discord-clips")
     rng = np.random.default_rng(99)
     intro = (rng.standard_normal(6 * SR) * 0.05).astype(np.float32)
     scene = catalogue[2][60 * SR : 68 * SR].astype(np.float32)
     samples = np.concatenate([intro, scene])
     make_media(root, samples, SR, "mp4").rename(root / "clip.mp4")
+    noise = (rng.standard_normal(12 * SR) * 0.2).astype(np.float32)
+    make_media(root, noise, SR, "mp4").rename(root / "noise.mp4")
     return root
 
 
 @dataclass
 class ClipHost:
     """Where links point: the clip folder over HTTP. Gated URLs answer only once `gate` is set,
-    so a test can act while a request is certainly still fetching."""
+    so a test can act while a request is certainly still fetching; `hits` counts requests per
+    name (a gated one is counted when it starts waiting)."""
 
     base: str
     gate: asyncio.Event
+    hits: dict[str, int] = field(default_factory=dict)
 
     def url(self, name: str = "clip.mp4", *, gated: bool = False) -> str:
         return f"{self.base}/{'gated' if gated else 'media'}/{name}"
@@ -89,23 +95,29 @@ class ClipHost:
 
 @pytest.fixture
 async def clips(clip_dir: Path) -> AsyncIterator[ClipHost]:
-    """Serves the test clip on 127.0.0.1; any other name is a 404."""
-    gate = asyncio.Event()
+    """Serves the test clips on 127.0.0.1; any other name is a 404."""
+    host = ClipHost("", asyncio.Event())
 
-    async def gated(request: web.Request) -> web.StreamResponse:
-        await gate.wait()
-        return web.FileResponse(clip_dir / request.match_info["name"])
+    async def serve(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        host.hits[name] = host.hits.get(name, 0) + 1
+        if request.path.startswith("/gated/"):
+            await host.gate.wait()
+        if not (clip_dir / name).is_file():
+            return web.Response(status=404)
+        return web.FileResponse(clip_dir / name)
 
     app = web.Application()
-    app.router.add_static("/media", clip_dir)
-    app.router.add_get("/gated/{name}", gated)
+    app.router.add_get("/media/{name}", serve)
+    app.router.add_get("/gated/{name}", serve)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield ClipHost(f"http://127.0.0.1:{port}", gate)
-    gate.set()
+    host.base = f"http://127.0.0.1:{port}"
+    yield host
+    host.gate.set()
     await runner.cleanup()
 
 
@@ -151,10 +163,13 @@ state_dir = "{tmp_path / "state"}"
 class Bot:
     """The adapter with the real core, pointed at the fake."""
 
-    def __init__(self, adapter: DiscordAdapter, server: FakeDiscord, state_dir: Path) -> None:
+    def __init__(
+        self, adapter: DiscordAdapter, server: FakeDiscord, state_dir: Path, service: Service
+    ) -> None:
         self.adapter = adapter
         self.server = server
         self.state_dir = state_dir
+        self.service = service
 
 
 @pytest.fixture
@@ -167,7 +182,14 @@ async def make_bot(
     bots: list[DiscordAdapter] = []
     fetchers: list[Fetcher] = []
 
-    async def start(*, intent: bool = True, test_guild: bool = True, per_minute: int = 100) -> Bot:
+    async def start(
+        *,
+        intent: bool = True,
+        test_guild: bool = True,
+        per_minute: int = 100,
+        index: FingerprintIndex | None = None,
+        **adapter_kwargs: Any,
+    ) -> Bot:
         config = write_config(
             tmp_path, discord_server, intent=intent, test_guild=test_guild, per_minute=per_minute
         )
@@ -180,12 +202,13 @@ async def make_bot(
         limits = Limits(settings.limits)
         fetcher = Fetcher(settings.fetch)
         fetchers.append(fetcher)
-        service = Service(Matcher(memory_index), fetcher, limits, settings, executor)
-        adapter = DiscordAdapter(settings, service, limits, edit_interval_s=0.0)
+        service = Service(Matcher(index or memory_index), fetcher, limits, settings, executor)
+        adapter_kwargs.setdefault("edit_interval_s", 0.0)
+        adapter = DiscordAdapter(settings, service, limits, **adapter_kwargs)
         bots.append(adapter)
         await adapter.start()
         await discord_server.wait_connected()
-        return Bot(adapter, discord_server, tmp_path / "state")
+        return Bot(adapter, discord_server, tmp_path / "state", service)
 
     yield start
     for adapter in bots:
@@ -202,15 +225,37 @@ def is_answer(record: MessageRecord | None) -> bool:
     return record is not None and EPISODE in final_text(record)
 
 
+def retitled(index: FingerprintIndex, title: Callable[[Episode], str]) -> FingerprintIndex:
+    """The same catalogue under other titles, as an operator's titles file would name it."""
+    episodes = [dataclasses.replace(e, title=title(e)) for e in index.episodes]
+    return FingerprintIndex(
+        params=index.params, episodes=episodes, offsets=index.offsets,
+        positions=index.positions, repeats=index.repeats,
+    )
+
+
+def is_error(record: MessageRecord) -> bool:
+    embeds = record.payload["embeds"]
+    return bool(embeds) and embeds[0].get("color") == discord.Colour.red().value
+
+
+async def until(condition: Callable[[], Any], *, timeout_s: float = 30.0) -> None:
+    """For state outside the fake (the core's): poll until true; the timeout only guards
+    against a hung test."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
 # ---- channel messages ----------------------------------------------------------------------------
 
 
-async def test_link_in_channel_gets_a_reply_edited_live_to_the_answer(
+async def test_link_for_the_bot_gets_a_reply_edited_live_to_the_answer(
     make_bot: Any, clips: ClipHost
 ) -> None:
     bot = await make_bot()
     server = bot.server
-    posted = await server.post_message(f"lol which one is this {clips.url()}")
+    posted = await server.post_message(f"lol which one is this {clips.url()}", mention_bot=True)
 
     reply = await server.wait_for(
         lambda: next((r for r in server.replies_to(posted) if is_answer(r)), None),
@@ -220,6 +265,96 @@ async def test_link_in_channel_gets_a_reply_edited_live_to_the_answer(
     assert EPISODE not in embed_text(reply.history[0])  # it started as progress
     assert reply.payload["message_reference"]["message_id"] == str(posted.id)
     assert server.calls_to("POST", r"/channels/\d+/messages$")[0].body["allowed_mentions"]
+
+
+async def test_unasked_scan_posts_a_confident_answer_once_at_the_end(
+    make_bot: Any, clips: ClipHost
+) -> None:
+    """Autoscan: nobody asked, so no "Getting the clip…" or "Listening…" in the channel; the
+    answer is posted once, when it is known."""
+    bot = await make_bot()
+    server = bot.server
+    posted = await server.post_message(f"lol which one is this {clips.url()}")
+
+    reply = await server.wait_for(
+        lambda: next((r for r in server.replies_to(posted) if is_answer(r)), None)
+    )
+    await until(lambda: bot.service.active == 0)
+    assert reply.edits == 0, [embed_text(v) for v in reply.history]
+    assert server.bot_messages() == [reply]
+    assert server.calls_to("POST", r"/channels/\d+/messages$")[0].body["allowed_mentions"]
+
+
+async def test_unasked_scans_say_nothing_unless_they_found_the_episode(
+    make_bot: Any, clips: ClipHost
+) -> None:
+    """Not found, a failed download: nothing to say to people who did not ask. The same posts
+    with a mention get their answer."""
+    bot = await make_bot()
+    server = bot.server
+    # One after the other: the core refuses a second scan by the same user while one runs.
+    not_found = await server.post_message(clips.url("noise.mp4"))
+    await until(lambda: "noise.mp4" in clips.hits and bot.service.active == 0)
+    broken = await server.post_message(clips.url("missing.mp4"))
+    await until(lambda: "missing.mp4" in clips.hits and bot.service.active == 0)
+    assert server.bot_messages() == []
+
+    asked = await server.post_message(clips.url("noise.mp4"), mention_bot=True)
+    told = await server.wait_for(
+        lambda: next((r for r in server.replies_to(asked) if r.payload["embeds"][0]["title"]
+                      == "Not found"), None)
+    )
+    assert told.edits >= 1  # asked: live progress, then the answer
+    assert server.replies_to(not_found) == server.replies_to(broken) == []
+
+
+async def test_unasked_scans_cost_the_user_no_quota(make_bot: Any, clips: ClipHost) -> None:
+    """A scan is marked unsolicited for the core, which charges nobody for it: the poster can
+    still ask for their one request this minute."""
+    bot = await make_bot(per_minute=1)
+    server = bot.server
+    scanned = await server.post_message(clips.url())
+    await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(scanned)))
+    await until(lambda: bot.service.active == 0)
+
+    asked = await server.post_message(clips.url(), mention_bot=True)
+    await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(asked)))
+
+
+async def test_answer_is_posted_even_if_the_clip_message_was_deleted(
+    make_bot: Any, clips: ClipHost
+) -> None:
+    """Discord refuses a reply to a deleted message unless the reference says it may be
+    missing: the answer is then posted as a plain message instead of being lost."""
+    bot = await make_bot()
+    server = bot.server
+    posted = await server.post_message(clips.url(gated=True))
+    await until(lambda: clips.hits.get("clip.mp4"))
+    await server.delete_message(posted)
+    clips.gate.set()
+
+    answer = await server.wait_for(
+        lambda: next((m for m in server.bot_messages() if is_answer(m)), None)
+    )
+    assert "message_reference" not in answer.payload
+    assert answer.payload["embeds"][0]["title"].startswith(EPISODE)
+
+
+async def test_a_cdn_failure_is_a_download_error_not_an_internal_one(
+    make_bot: Any, clip_dir: Path
+) -> None:
+    bot = await make_bot()
+    server = bot.server
+    upload = server.upload("clip.mp4", (clip_dir / "clip.mp4").read_bytes(), "video/mp4")
+    server.fail_cdn(upload, 503)
+    posted = await server.post_message("which one?", attachments=(upload,), mention_bot=True)
+
+    told = await server.wait_for(
+        lambda: next((r for r in server.replies_to(posted) if is_error(r)), None),
+        what="the error reply",
+    )
+    assert DOWNLOAD_FAILED in final_text(told)
+    assert [c.status for c in server.calls_to("GET", r"^/cdn/attachments/")] == [503]
 
 
 async def test_video_attachment_in_channel_is_answered(make_bot: Any, clip_dir: Path) -> None:
@@ -245,17 +380,15 @@ async def test_direct_message_is_answered(make_bot: Any, clips: ClipHost) -> Non
     assert reply.payload["channel_id"] == posted.payload["channel_id"] != str(server.channel_id)
 
 
-async def test_rate_limited_scans_stay_quiet_unless_asked(make_bot: Any, clips: ClipHost) -> None:
+async def test_rate_limited_user_is_told_to_slow_down(make_bot: Any, clips: ClipHost) -> None:
     bot = await make_bot(per_minute=1)
     server = bot.server
-    first = await server.post_message(clips.url())
+    first = await server.post_message(clips.url(), mention_bot=True)
     await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(first)))
 
-    unasked = await server.post_message(clips.url())
     asked = await server.post_message(clips.url(), mention_bot=True)
     told = await server.wait_for(lambda: server.replies_to(asked) and server.replies_to(asked)[0])
     assert "Slow down" in final_text(told)
-    assert server.replies_to(unasked) == []
 
     call = await server.invoke_slash("whichepisode", {"link": clips.url()})
     followup = await server.wait_for(lambda: call.followups and call.followups[-1])
@@ -294,6 +427,24 @@ async def test_ordinary_chat_is_left_alone(make_bot: Any, clips: ClipHost) -> No
     asked = await server.post_message(f"this one {clips.url()}", mention_bot=True)
     await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(asked)))
     assert server.replies_to(chatter) == []
+
+
+async def test_markdown_in_episode_titles_is_shown_as_written(
+    make_bot: Any, clips: ClipHost, memory_index: FingerprintIndex
+) -> None:
+    title = "**Mr_Hankey** ||and|| `friends`"
+    bot = await make_bot(index=retitled(memory_index, lambda e: title))
+    server = bot.server
+    posted = await server.post_message(clips.url(), mention_bot=True)
+
+    reply = await server.wait_for(
+        lambda: next((r for r in server.replies_to(posted) if is_answer(r)), None)
+    )
+    shown = reply.payload["embeds"][0]["title"]
+    assert discord.utils.escape_markdown(title) in shown
+    assert title not in shown
+    post = server.calls_to("POST", r"/channels/\d+/messages$")[0]
+    assert post.body["allowed_mentions"]["parse"] == []
 
 
 # ---- slash command and context menu --------------------------------------------------------------
@@ -470,7 +621,7 @@ async def test_a_429_on_an_edit_is_waited_out(make_bot: Any, clips: ClipHost) ->
     bot = await make_bot()
     server = bot.server
     server.rate_limit_message_edit(nth=1, retry_after_s=0.05)
-    posted = await server.post_message(clips.url())
+    posted = await server.post_message(clips.url(), mention_bot=True)
 
     await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(posted)))
     statuses = [c.status for c in server.calls_to("PATCH", r"^/channels/\d+/messages/\d+$")]
@@ -502,7 +653,7 @@ async def test_a_long_429_becomes_retry_later(discord_server: FakeDiscord, make_
 async def test_gateway_disconnect_mid_request_resumes(make_bot: Any, clips: ClipHost) -> None:
     bot = await make_bot()
     server = bot.server
-    first = await server.post_message(clips.url(gated=True))
+    first = await server.post_message(clips.url(gated=True), mention_bot=True)
     await server.wait_for(lambda: server.replies_to(first), what="the first reply")
 
     # The request is stuck fetching (the gate is shut) while the gateway drops.
@@ -516,6 +667,74 @@ async def test_gateway_disconnect_mid_request_resumes(make_bot: Any, clips: Clip
     await server.wait_for(lambda: is_answer(call.original), what="answer after resume")
     assert server.identify_count == 1 and server.server_closes == [4000]
     assert any(p.get("op") == 1 for p in server.gateway_log)  # heartbeats were sent
+
+
+async def test_a_fatal_gateway_close_sets_fatal(make_bot: Any) -> None:
+    """The token was reset (close code 4004): discord.py gives up, and so must the process
+    rather than run on serving nothing."""
+    bot = await make_bot()
+    assert not bot.adapter.fatal.is_set()
+    await bot.server.disconnect_gateway(code=4004)
+    async with asyncio.timeout(30):
+        await bot.adapter.fatal.wait()
+
+
+# ---- shutdown ------------------------------------------------------------------------------------
+
+
+async def test_stop_lets_the_drain_tell_a_waiting_user_to_send_again(
+    make_bot: Any, clips: ClipHost
+) -> None:
+    """stop() does not cancel a running request: the core's drain ends its stream with
+    "I'm restarting", and the reply shows it."""
+    bot = await make_bot()
+    server = bot.server
+    posted = await server.post_message(clips.url(gated=True), mention_bot=True)
+    await until(lambda: clips.hits.get("clip.mp4"))
+    await server.wait_for(lambda: server.replies_to(posted), what="the progress reply")
+
+    drain = asyncio.create_task(bot.service.drain(0.2))
+    await bot.adapter.stop()
+    await drain
+
+    (reply,) = server.replies_to(posted)
+    assert "restarting" in final_text(reply), [embed_text(v) for v in reply.history]
+
+
+async def test_stop_is_bounded_and_still_tells_the_user(make_bot: Any, clips: ClipHost) -> None:
+    """Without a drain (or with a stream that does not end), stop() waits `stop_grace_s`, then
+    cancels the request and says "I'm restarting" itself: never "Getting the clip…" forever."""
+    bot = await make_bot(stop_grace_s=0.2)
+    server = bot.server
+    posted = await server.post_message(clips.url(gated=True), mention_bot=True)
+    await until(lambda: clips.hits.get("clip.mp4"))
+    await server.wait_for(lambda: server.replies_to(posted), what="the progress reply")
+
+    async with asyncio.timeout(15):
+        await bot.adapter.stop()
+
+    (reply,) = server.replies_to(posted)
+    assert "restarting" in final_text(reply), [embed_text(v) for v in reply.history]
+
+
+async def test_at_stop_the_last_reply_is_not_held_back_by_pacing(
+    make_bot: Any, clips: ClipHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Edits are paced, but the app gives adapters about a second once the drain is over: the
+    drain's "I'm restarting" goes out at once, nothing is cut off."""
+    bot = await make_bot(edit_interval_s=30.0)
+    server = bot.server
+    posted = await server.post_message(clips.url(gated=True), mention_bot=True)
+    await until(lambda: clips.hits.get("clip.mp4"))
+    await server.wait_for(lambda: server.replies_to(posted), what="the progress reply")
+
+    await bot.service.drain(0.0)  # every stream now has its last state
+    async with asyncio.timeout(5):
+        await bot.adapter.stop()
+
+    (reply,) = server.replies_to(posted)
+    assert "restarting" in final_text(reply), [embed_text(v) for v in reply.history]
+    assert "cancelling" not in caplog.text
 
 
 @pytest.mark.slow  # discord.py waits 5 s before identifying again, as Discord asks
@@ -558,6 +777,25 @@ def test_embed_stays_within_discord_limits() -> None:
     assert len(embed.description or "") <= 4096
     assert (embed.description or "").splitlines()[-1].startswith("… and ")
     assert len(embed) <= 6000
+
+
+def test_an_over_long_first_line_is_clipped_not_dropped() -> None:
+    lines = ["0:00–0:07 S01E02 \"" + "y" * 5000 + "\" at 1:00", "second", "third"]
+    embed = rendered2embed(Rendered(title="A compilation", lines=lines, kind="answer"))
+    shown = (embed.description or "").splitlines()
+    assert len(embed.description or "") <= 4096
+    assert shown[0].startswith("0:00–0:07 S01E02") and shown[0].endswith("…")
+    assert shown[1:] == ["… and 2 more"]
+    assert len(embed) <= 6000
+
+
+def test_embed_text_is_markdown_escaped() -> None:
+    embed = rendered2embed(
+        Rendered(title='S01E02 "*Pilot*"', lines=['0:00–0:07 S01E05 "Mr_Hankey" at 1:00'],
+                 kind="answer")
+    )
+    assert embed.title == 'S01E02 "\\*Pilot\\*"'
+    assert embed.description == '0:00–0:07 S01E05 "Mr\\_Hankey" at 1:00'
 
 
 def test_autoscan_store_writes_atomically(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import html
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -29,14 +31,15 @@ from bot.limits import Limits
 from bot.netguard import BLOCKED_MESSAGE
 from bot.render import Rendered, render_error
 from bot.service import Service
-from bot.telegram_adapter import TelegramAdapter, help_html, to_html
+from bot.telegram_adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
 from matcher.identify import Matcher
-from matcher.index import FingerprintIndex
+from matcher.index import Episode, FingerprintIndex
 from matcher.store import write_index
 from tests.conftest import SR
 from tests.fakes.media_server import serve_media
 from tests.fakes.telegram_server import (
     BOT_USERNAME,
+    MAX_TEXT_CHARS,
     TOKEN,
     BotMessage,
     Call,
@@ -95,6 +98,7 @@ class Harness:
     server: FakeTelegramServer
     adapter: TelegramAdapter
     settings: Settings
+    service: Service
 
     async def reply(
         self, message: dict[str, Any], done: Callable[[str], bool], *, timeout_s: float = 30.0
@@ -111,7 +115,9 @@ class Harness:
         return await self.reply(message, lambda text: EPISODE in text)
 
 
-def write_config(tmp_path: Path, *, per_minute: int, per_day: int) -> Path:
+def write_config(
+    tmp_path: Path, *, per_minute: int, per_day: int, stages_s: str = "[3.0, 5.0, 10.0]"
+) -> Path:
     path = tmp_path / "citywok.toml"
     path.write_text(
         f"""
@@ -120,7 +126,7 @@ dir = "{tmp_path / 'index'}"
 
 [matcher]
 workers = 2
-stages_s = [3.0, 5.0, 10.0]
+stages_s = {stages_s}
 
 [fetch]
 timeout_s = 20
@@ -162,8 +168,11 @@ async def start_bot(
         per_minute: int = 100,
         per_day: int = 1000,
         paced: bool = False,
+        index: FingerprintIndex | None = None,
+        stages_s: str = "[3.0, 5.0, 10.0]",
+        **adapter_kwargs: Any,
     ) -> Harness:
-        config = write_config(tmp_path, per_minute=per_minute, per_day=per_day)
+        config = write_config(tmp_path, per_minute=per_minute, per_day=per_day, stages_s=stages_s)
         env = {
             "TELEGRAM_BOT_TOKEN": TOKEN,
             "TELEGRAM_API_BASE": telegram_server.api_base,
@@ -173,16 +182,18 @@ async def start_bot(
         executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="test-matcher")
         fetcher = Fetcher(settings.fetch)
         limits = Limits(settings.limits)
-        service = Service(Matcher(memory_index), fetcher, limits, settings, executor)
+        service = Service(Matcher(index or memory_index), fetcher, limits, settings, executor)
         # Unpaced: no delay between edits, so every state the core produces is shown (the
         # matcher takes far longer per stage than an edit to the fake). `paced`: Telegram's.
         intervals = {} if paced else {"private_interval_s": 0.0, "group_interval_s": 0.0}
-        adapter = TelegramAdapter(settings, service, limits, **intervals)
+        adapter = TelegramAdapter(settings, service, limits, **intervals, **adapter_kwargs)
         await adapter.start()
         running.append((adapter, fetcher, executor))
-        return Harness(telegram_server, adapter, settings)
+        return Harness(telegram_server, adapter, settings, service)
 
     yield start
+    if telegram_server.download_gate is not None:
+        telegram_server.download_gate.set()
     for adapter, fetcher, executor in running:
         await adapter.stop()
         await fetcher.close()
@@ -447,6 +458,175 @@ async def test_group_messages_not_for_the_bot_are_ignored(
     assert not bot.server.calls_of("getFile")
 
 
+async def test_no_typing_indicator_in_groups(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Chat actions count against a group's 20 messages a minute, which the answer needs."""
+    bot = await start_bot()
+    sent = bot.server.post_group_media(
+        "video", clips["mp4"], user=bot.server.user(), caption=f"@{BOT_USERNAME} which one?"
+    )
+
+    await bot.answer(sent)
+
+    assert not bot.server.calls_of("sendChatAction")
+
+
+# ---------------------------------------------------------------------------------------------
+# Long answers, lost messages
+
+LONG_TITLE = "Fish & <Chips> " + "and more " * 240  # ~2 200 characters: two lines overflow
+
+
+def retitled(index: FingerprintIndex, title: Callable[[Episode], str]) -> FingerprintIndex:
+    """The same catalogue under other titles, as an operator's titles file would name it."""
+    episodes = [dataclasses.replace(e, title=title(e)) for e in index.episodes]
+    return FingerprintIndex(
+        params=index.params, episodes=episodes, offsets=index.offsets,
+        positions=index.positions, repeats=index.repeats,
+    )
+
+
+@pytest.fixture(scope="session")
+def compilation(catalogue: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Four 7 s scenes from four episodes, cut together: a timeline of several lines."""
+    scenes = [catalogue[e][60 * SR : 67 * SR] for e in (1, 2, 3, 4)]
+    folder = tmp_path_factory.mktemp("telegram-compilation")
+    return make_media(folder, np.concatenate(scenes), SR, "mp4").read_bytes()
+
+
+async def test_a_timeline_too_long_for_telegram_is_cut_to_fit(
+    start_bot: BotFactory, compilation: bytes, memory_index: FingerprintIndex
+) -> None:
+    """Over 4096 characters Telegram refuses the edit: the answer drops whole lines, says how
+    many, and arrives."""
+    # One stage for the whole clip: the matcher stops at the first stage it is certain of,
+    # and a timeline needs the whole clip heard.
+    bot = await start_bot(index=retitled(memory_index, lambda e: LONG_TITLE), stages_s="[60.0]")
+    sent = bot.server.push_private_media("video", compilation, user=bot.server.user())
+
+    reply = await bot.reply(sent, lambda text: text.startswith("A compilation"))
+
+    lines = reply.text.splitlines()
+    assert len(reply.text.encode("utf-16-le")) // 2 <= MAX_TEXT_CHARS
+    assert lines[1].startswith("0:00") and "Fish & <Chips>" in lines[1]
+    assert lines[-1].startswith("… and ") and lines[-1].endswith(" more")
+    assert all(c.ok for c in bot.server.calls_of("editMessageText"))
+
+
+async def test_answer_is_sent_anew_if_the_progress_message_was_deleted(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """The user deleted "Getting the clip…": the edit carrying the answer finds no message,
+    so the answer comes as a new message quoting the clip."""
+    bot = await start_bot()
+    bot.server.download_gate = asyncio.Event()
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+    progress = await bot.reply(sent, lambda text: bool(text))
+    await bot.server.wait_for(lambda c: c.method == "download")
+
+    bot.server.delete_message(progress.chat_id, progress.message_id)
+    bot.server.download_gate.set()
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text and reply.message_id != progress.message_id
+    assert reply.edits == 0
+    assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Shutdown and fatal errors
+
+
+async def test_stop_lets_the_drain_tell_a_waiting_user_to_send_again(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """stop() does not cut off a running request: the core's drain ends it with "I'm
+    restarting", and the reply shows it."""
+    bot = await start_bot()
+    bot.server.download_gate = asyncio.Event()
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+    await bot.reply(sent, lambda text: bool(text))
+    await bot.server.wait_for(lambda c: c.method == "download")
+
+    drain = asyncio.create_task(bot.service.drain(0.2))
+    await bot.adapter.stop()
+    await drain
+
+    reply = bot.server.reply_to(sent)
+    assert reply is not None and "restarting" in reply.text, reply
+
+
+async def test_stop_is_bounded_and_still_tells_the_user(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Without a drain (or with a stream that does not end), stop() waits `stop_grace_s`, then
+    cancels the request and says "I'm restarting" itself: never "Getting the clip…" forever."""
+    bot = await start_bot(stop_grace_s=0.2)
+    bot.server.download_gate = asyncio.Event()
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+    await bot.reply(sent, lambda text: bool(text))
+    await bot.server.wait_for(lambda c: c.method == "download")
+
+    async with asyncio.timeout(15):
+        await bot.adapter.stop()
+
+    reply = bot.server.reply_to(sent)
+    assert reply is not None and "restarting" in reply.text, reply
+
+
+async def test_at_stop_the_last_reply_is_not_held_back_by_pacing(
+    start_bot: BotFactory, clips: dict[str, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Group edits are paced seconds apart, but the app gives adapters about a second once the
+    drain is over: the drain's "I'm restarting" goes out at once, nothing is cut off."""
+    bot = await start_bot(paced=True, group_interval_s=30.0)
+    bot.server.download_gate = asyncio.Event()
+    sent = bot.server.post_group_media(
+        "video", clips["mp4"], user=bot.server.user(), caption=f"@{BOT_USERNAME} which one?"
+    )
+    await bot.reply(sent, lambda text: bool(text))
+    await bot.server.wait_for(lambda c: c.method == "download")
+
+    await bot.service.drain(0.0)  # every stream now has its last state
+    async with asyncio.timeout(5):
+        await bot.adapter.stop()
+
+    reply = bot.server.reply_to(sent)
+    assert reply is not None and "restarting" in reply.text, reply
+    assert "cancelling" not in caplog.text
+
+
+async def test_a_revoked_token_sets_fatal(
+    start_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PTB's polling gives up on InvalidToken and tells no one: `fatal` must."""
+    bot = await start_bot()
+    await bot.server.wait_for(lambda c: c.method == "getUpdates")
+    assert not bot.adapter.fatal.is_set()
+
+    bot.server.revoke_token()
+
+    async with asyncio.timeout(30):
+        await bot.adapter.fatal.wait()
+    assert "Telegram bot is off" in caplog.text
+    caplog.clear()  # the one error this test expects
+
+
+async def test_a_lasting_polling_conflict_sets_fatal(
+    start_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process polls with our token: with no grace configured, the first conflict is
+    fatal (the default waits a minute, as a restart overlaps briefly)."""
+    bot = await start_bot(conflict_fatal_s=0.0)
+    bot.server.script_conflict()
+
+    async with asyncio.timeout(30):
+        await bot.adapter.fatal.wait()
+    assert "another process keeps polling" in caplog.text
+    caplog.clear()
+
+
 # ---------------------------------------------------------------------------------------------
 # Limits and Telegram's errors
 
@@ -529,6 +709,10 @@ async def test_ten_clips_at_once_each_get_an_answer(
 
     assert any(EPISODE in r.text for r in replies)
     assert all(len(bot.server.replies_to(m["chat"]["id"], m["message_id"])) == 1 for m in sent)
+    # One "typing…" per chat per indicator lifetime, not one per request.
+    typing = [c.time for c in bot.server.calls_of("sendChatAction")]
+    assert typing
+    assert all(b - a >= TYPING_EVERY_S - 0.5 for a, b in itertools.pairwise(typing))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,6 +803,26 @@ def test_html_is_escaped_and_accepted_by_telegram() -> None:
         'S01E02 "Fish & <Chips>"\n0:00–0:07 at 3:10\na <b>tag</b> & more'
     )
     assert text.startswith("<b>") and html.escape("<Chips>") in text
+
+
+def test_a_long_timeline_fits_telegram_with_a_count_of_the_rest() -> None:
+    timeline = [f'0:{i:02d}–0:{i + 1:02d} S01E0{i % 6 + 1} "{"x" * 80}" at 1:00' for i in range(80)]
+    text = visible_text(to_html(Rendered("A compilation: 80 clips", timeline, "answer")), "HTML")
+
+    lines = text.splitlines()
+    assert len(text) <= MAX_TEXT_CHARS
+    assert lines[1] == timeline[0]
+    kept = len(lines) - 2
+    assert lines[-1] == f"… and {80 - kept} more"
+
+
+def test_a_single_over_long_line_is_clipped_not_dropped() -> None:
+    lines = ["y" * 5000, "second"]
+    text = visible_text(to_html(Rendered("T", lines, "answer")), "HTML")
+    shown = text.splitlines()
+    assert len(text) <= MAX_TEXT_CHARS
+    assert shown[1].startswith("yyy") and shown[1].endswith("…")
+    assert shown[2] == "… and 1 more"
 
 
 def test_help_for_an_unlimited_user() -> None:

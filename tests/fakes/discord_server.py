@@ -6,7 +6,9 @@ wire protocol for the bot: login, gateway hello / identify / ready / guild creat
 resume / invalid session, message create, application command and context-menu interactions,
 message replies and edits, interaction callbacks, webhook edits and follow-ups, and attachment
 downloads from a fake CDN path. It keeps a record of every REST call and of everything posted so
-tests can assert on what a user would see.
+tests can assert on what a user would see. Tests can also delete a user's message
+(`delete_message`), make the CDN fail for an upload (`fail_cdn`), and close the gateway with any
+close code (`disconnect_gateway(4004)`: the token was reset).
 
 Rules it enforces because discord.py depends on them: JSON bodies are sent with a Content-Type of
 exactly `application/json`; a 429 carries a `Via` header (without one discord.py assumes a
@@ -157,6 +159,7 @@ class FakeDiscord:
         self.interactions: dict[str, InteractionRecord] = {}
         self.commands: dict[int | None, list[Json]] = {}  # guild id (None = global) → commands
         self.uploads: dict[str, bytes] = {}
+        self.cdn_failures: dict[str, int] = {}  # upload key → HTTP status the CDN answers
         self.dm_channels: dict[int, int] = {}  # user id → DM channel id
         self.identify_count = 0
         self.resume_count = 0
@@ -281,6 +284,19 @@ class FakeDiscord:
             record.payload["mentions"].append(self.bot_user)
         await self.dispatch("MESSAGE_CREATE", self._as_seen_by_bot(record.payload))
         return record
+
+    async def delete_message(self, record: MessageRecord) -> None:
+        """A user deletes their message: gone for replies (a reply to it is refused unless it
+        says `fail_if_not_exists: false`), MESSAGE_DELETE dispatched."""
+        record.deleted = True
+        data: Json = {"id": str(record.id), "channel_id": record.payload["channel_id"]}
+        if "guild_id" in record.payload:
+            data["guild_id"] = record.payload["guild_id"]
+        await self.dispatch("MESSAGE_DELETE", data)
+
+    def fail_cdn(self, upload: Upload, status: int = 500) -> None:
+        """The CDN answers `status` for this upload (a 5xx hiccup, 403/404 for an expired link)."""
+        self.cdn_failures[f"{upload.id}/{upload.payload['filename']}"] = status
 
     async def invoke_slash(
         self,
@@ -643,7 +659,11 @@ class FakeDiscord:
         reference = None
         if ref := body.get("message_reference"):
             reference = self.messages.get(int(ref["message_id"]))
+            if reference is not None and reference.deleted:
+                reference = None
             if reference is None and ref.get("fail_if_not_exists", True):
+                # Discord: 50035 with message_reference "Unknown message"; without the check,
+                # the message is posted as a plain message.
                 return error_response(400, 50035, "Invalid Form Body (message_reference)")
         record = self._store_message(
             channel_id=channel_id,
@@ -765,14 +785,11 @@ class FakeDiscord:
 
     async def _cdn(self, request: web.Request) -> web.Response:
         key = f"{request.match_info['id']}/{request.match_info['filename']}"
-        self.calls.append(
-            RestCall(
-                "GET", "/cdn/attachments/" + key, {}, None, 200 if key in self.uploads else 404
-            )
-        )
+        status = self.cdn_failures.get(key, 200 if key in self.uploads else 404)
+        self.calls.append(RestCall("GET", "/cdn/attachments/" + key, {}, None, status))
         await self._notify()
-        if key not in self.uploads:
-            return web.Response(status=404, text="Not Found")
+        if status != 200:
+            return web.Response(status=status, text="CDN error")
         return web.Response(body=self.uploads[key], content_type="application/octet-stream")
 
     # ---- payload builders ------------------------------------------------------------------------

@@ -8,10 +8,13 @@ long-polls `getUpdates` with offset confirmation, and serves downloads at
 sent, their edits) so tests can assert on what a user would see, and records every call.
 
 Tests drive it from the user's side: `push_*` helpers inject updates (a private clip, a group
-mention, a reply to a clip, a command), `script_error` makes the Nth call of a method fail the way
-Telegram fails (429 flood control, "message is not modified", "file is too big"). Group messages
-are delivered the way privacy mode delivers them: only commands, mentions of the bot and replies
-to the bot reach it.
+mention, a reply to a clip, a command), `delete_message` deletes a message as a user can,
+`download_gate` holds file downloads until a test opens it, `revoke_token` makes every call
+answer 401 as after a token reset in @BotFather, and `script_error` makes the Nth call of a
+method fail the way Telegram fails (429 flood control, "message is not modified", "file is too
+big", 409 conflict). Texts over 4096 characters (UTF-16 code units, after HTML parsing) are
+refused as Telegram refuses them. Group messages are delivered the way privacy mode delivers
+them: only commands, mentions of the bot and replies to the bot reach it.
 
 Must never talk to the real Telegram, and binds 127.0.0.1 only.
 """
@@ -61,6 +64,11 @@ NOT_MODIFIED = (
     "exactly the same as a current content and reply markup of the message"
 )
 FILE_TOO_BIG = "Bad Request: file is too big"
+TOO_LONG = "Bad Request: message is too long"
+CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is "
+    "running"
+)
 
 
 @dataclass
@@ -216,6 +224,8 @@ class FakeTelegramServer:
         self._errors: list[_ScriptedError] = []
         self._counts: dict[str, int] = {}
         self._waiters: set[asyncio.Future[None]] = set()
+        # When set to an unset Event, downloads are recorded, then wait for it.
+        self.download_gate: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -291,6 +301,20 @@ class FakeTelegramServer:
             "editMessageText", nth=nth, when=when, status=400, description=NOT_MODIFIED,
             apply_first=True,
         )
+
+    def script_conflict(self, *, nth: int | None = None) -> None:
+        """409 on getUpdates, as when another process polls with the same token."""
+        self.script_error("getUpdates", nth=nth, status=409, description=CONFLICT)
+
+    def revoke_token(self) -> None:
+        """The token is reset in @BotFather: from now on every call answers 401."""
+        self.token = f"{self.token}-revoked"
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A user deletes a message (in a private chat they can delete the bot's too)."""
+        self.chat_messages.pop((chat_id, message_id), None)
+        self.bot_messages.pop((chat_id, message_id), None)
+        self._notify()
 
     def calls_of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -632,6 +656,14 @@ class FakeTelegramServer:
         )
         return msg
 
+    async def _m_deleteMessage(self, params: dict[str, Any]) -> Any:
+        chat_id = self._chat_id(params)
+        message_id = int(params.get("message_id") or 0)
+        if (chat_id, message_id) not in self.chat_messages:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        self.delete_message(chat_id, message_id)
+        return True
+
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         chat_id = self._chat_id(params)
         message_id = int(params.get("message_id") or 0)
@@ -666,6 +698,8 @@ class FakeTelegramServer:
         path = request.match_info["path"]
         stored = next((f for f in self.files.values() if f.file_path == path), None)
         self._record(Call(method="download", params={"path": path}, time=time.monotonic()))
+        if self.download_gate is not None:
+            await self.download_gate.wait()
         if stored is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=stored.data, content_type="application/octet-stream")
@@ -689,8 +723,8 @@ class FakeTelegramServer:
         if not raw:
             raise ApiError(400, "Bad Request: message text is empty")
         text = visible_text(str(raw), params.get("parse_mode"))
-        if len(text) > MAX_TEXT_CHARS:
-            raise ApiError(400, "Bad Request: message is too long")
+        if _utf16_len(text) > MAX_TEXT_CHARS:
+            raise ApiError(400, TOO_LONG)
         return text
 
     def _addressed_to_bot(self, message: dict[str, Any]) -> bool:
