@@ -49,7 +49,9 @@ class Matcher:
     ) -> Iterator[MatchResult]:
         """Answers after each stage's seconds of the clip, then for the whole clip.
 
-        Stops after the first stage whose answer is certain; the last result has final=True.
+        After the first stage whose answer is certain, a short clip stops there; a longer one
+        (more than `early_stop_max_clip_s`, possibly a compilation) skips straight to the whole
+        clip, whose answer carries the timeline. The last result has final=True.
         `elapsed_ms` counts from the call, fingerprinting included.
         """
         started = time.perf_counter()
@@ -57,13 +59,21 @@ class Matcher:
         frame_s = self.index.params.frame_s
         stage_frames = [round(s / frame_s) for s in (stages_s or self.search.stages_s)]
         stops = sorted({f for f in stage_frames if f < peaks.n_frames} | {peaks.n_frames})
+        long_clip = peaks.n_frames * frame_s > self.search.early_stop_max_clip_s
         for stop in stops:
             result = self._answer(
                 peaks.head(stop), heard_frames=stop, started=started, final=stop == stops[-1]
             )
             result = replace(result, clip_duration_s=peaks.n_frames * frame_s)
             if not result.final and self._certain(result):
-                yield replace(result, final=True)
+                if not long_clip:
+                    yield replace(result, final=True)
+                    return
+                yield result
+                whole = self._answer(
+                    peaks, heard_frames=peaks.n_frames, started=started, final=True
+                )
+                yield replace(whole, clip_duration_s=peaks.n_frames * frame_s)
                 return
             yield result
 

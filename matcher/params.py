@@ -147,4 +147,7 @@ class SearchParams:
     stages_s: tuple[float, ...] = field(default_factory=_default_stages)
     # Stop early when the false-alarm probability falls below this.
     certain_false_alarm_p: float = 1e-12
+    # Clips longer than this are heard to the end even after a certain answer: they may be
+    # compilations, and only the whole clip gives their timeline. Shorter ones stop early.
+    early_stop_max_clip_s: float = 15.0
     candidates: int = 5

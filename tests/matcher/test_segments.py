@@ -93,3 +93,22 @@ def test_sped_up_compilation(memory_index: FingerprintIndex, catalogue: list[np.
             for s in result.segments
         )
     assert right >= 2
+
+
+def test_staged_answers_of_a_compilation_end_with_its_timeline(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
+    """The bot's staged path: a certain answer after 3 s must not end a long clip early, or a
+    compilation would be answered as its first scene."""
+    clip, truth = _compilation(catalogue, np.random.default_rng(33), n_scenes=3)
+    stages = list(Matcher(memory_index).identify_stages(np.concatenate([clip, clip[:8000]])))
+    assert stages[-1].final and stages[-1].heard_s == pytest.approx(clip.size / SR + 1, abs=0.25)
+    assert _scenes_right(stages[-1].segments, truth) == len(truth)
+
+
+def test_short_clips_still_stop_early(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
+    stages = list(Matcher(memory_index).identify_stages(catalogue[1][60 * SR : 72 * SR]))
+    assert stages[-1].final and stages[-1].heard_s < 12.0
+    assert stages[-1].best is not None and stages[-1].best.episode == "S01E02"
