@@ -222,7 +222,12 @@ def final_text(record: MessageRecord) -> str:
 
 
 def is_answer(record: MessageRecord | None) -> bool:
-    return record is not None and EPISODE in final_text(record)
+    """The final answer (a "Listening…" embed may already name the episode)."""
+    return (
+        record is not None
+        and EPISODE in final_text(record)
+        and "Listening" not in final_text(record)
+    )
 
 
 def retitled(index: FingerprintIndex, title: Callable[[Episode], str]) -> FingerprintIndex:
