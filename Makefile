@@ -29,3 +29,23 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo-out bench/out
+
+# Accuracy benchmark (bench/accuracy.py) on a corpus made from Debian-packaged recordings:
+# `make bench-accuracy-deps` once (root), then `make bench-accuracy [PROFILE=tiny|large]
+# [ARGS="--speed-range 0.75 1.6"]`. Keep the package list in step with bench/corpus.py.
+PROFILE ?= default
+BENCH_DEBS := espeak-ng fortunes singularity-music drascula-music asc-music sound-theme-freedesktop
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: bench-accuracy bench-accuracy-deps
+
+bench-accuracy-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEBS)
+
+bench-accuracy: $(STAMP)
+	nice -n 10 $(BIN)/python -m bench.accuracy --profile $(PROFILE) --write-results $(ARGS)
+
+# Bot latency through the fake Telegram and Discord servers (bench/bot_latency.py, ~3 min).
+.PHONY: bench-bot
+bench-bot: $(STAMP)
+	$(BIN)/python -m bench.bot_latency
