@@ -37,8 +37,10 @@ logger = logging.getLogger(__name__)
 
 # After the drain's grace (`app.shutdown_grace_s`), the adapters (delivering the last replies)
 # and then the fetcher get these long to stop: a stuck network call must not keep the process
-# alive past a service manager's kill timeout (Docker: 10 s by default).
-STOP_TIMEOUT_S = 1.0
+# alive past a service manager's kill timeout (Docker: 10 s by default; with the default 5 s
+# grace, 5 + 4 + 0.3 s fits). A client's own stop needs a few seconds (python-telegram-bot ends
+# its long poll and closes its HTTP pool).
+STOP_TIMEOUT_S = 4.0
 FETCHER_CLOSE_TIMEOUT_S = 0.3
 
 

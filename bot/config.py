@@ -110,7 +110,7 @@ class AppSettings:
     # On SIGTERM, running requests get this long to finish before they are told "I'm
     # restarting". Kept below Docker's default 10 s stop timeout, with room for the adapters
     # to deliver those last replies.
-    shutdown_grace_s: float = 8.0
+    shutdown_grace_s: float = 5.0
 
 
 @dataclass(frozen=True)
