@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.render import describe_result, describe_stage, format_timestamp
+from bot.render import Rendered, format_timestamp, render_state
+from bot.states import Fetching, Finished, Listening
 from matcher.build import build_index
 from matcher.decode import decode_file
 from matcher.ffmpeg import find_ffmpeg
@@ -49,7 +50,7 @@ class ClipPlan:
     episode: int = 4
     start_s: float = 83.0
     duration_s: float = 10.0
-    speed: float = 1.0
+    speed: float = 1.12
     noise_snr_db: float = 15.0
     bitrate: str = "32k"
 
@@ -137,13 +138,13 @@ def _describe_plan(plan: ClipPlan) -> str:
 def _identify(clip: Path, index_dir: Path):  # type: ignore[no-untyped-def]
     """Decode and match in stages, printing each stage as the bot would edit its reply."""
     live = _LiveLine()
-    live.show("fetching…")
+    live.show(render_state(Fetching()))
     index = load_index(index_dir, params=FingerprintParams())
     matcher = Matcher(index)
     samples = decode_file(clip, sr=matcher.sr, max_duration_s=600.0, timeout_s=60.0).samples
     result = None
     for result in matcher.identify_stages(samples):
-        live.show(describe_stage(result) if not result.final else describe_result(result))
+        live.show(render_state(Finished(result) if result.final else Listening(result)))
     live.done()
     assert result is not None
     print(f"    ({result.elapsed_ms:.0f} ms after decoding, {result.heard_s:.0f} s heard)")
@@ -157,7 +158,8 @@ class _LiveLine:
     def __init__(self) -> None:
         self.tty = sys.stdout.isatty()
 
-    def show(self, text: str) -> None:
+    def show(self, rendered: Rendered) -> None:
+        text = " — ".join([rendered.title, *rendered.lines])
         if self.tty:
             sys.stdout.write(f"\r\033[K    {text}")
             sys.stdout.flush()

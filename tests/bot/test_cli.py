@@ -115,7 +115,7 @@ def test_demo_identifies_its_clip(tmp_path: Path) -> None:
     done = citywok("demo", "--out", tmp_path / "demo")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Correct: the clip was cut from S01E04 at 1:23." in done.stdout
-    assert "listening" in done.stdout or "S01E04" in done.stdout.splitlines()[-3]
+    assert "Getting the clip" in done.stdout and "S01E04 \"Night Market\"" in done.stdout
 
 
 async def _citywok_async(*args: str | Path) -> tuple[int, str]:
