@@ -59,16 +59,6 @@ def describe_result(result: MatchResult) -> str:
     return "Not found in the catalogue. A longer clip with less music on top may help."
 
 
-def describe_stage(result: MatchResult) -> str:
-    """The live line while listening: what has been heard and the best guess so far."""
-    if result.final:
-        return describe_result(result)
-    heard = f"listening… {result.heard_s:.0f} s of {result.clip_duration_s:.0f} s"
-    if result.status == "match" and result.best is not None:
-        return f"{heard}: probably {describe_match(result.best)}"
-    return f"{heard}: nothing certain yet"
-
-
 # ---- live replies: a state → a platform-free structure each adapter turns into its markup ----
 
 RenderedKind = Literal["progress", "answer", "unsure", "not_found", "error"]

@@ -10,7 +10,6 @@ from bot.render import (
     Rendered,
     confidence_words,
     describe_result,
-    describe_stage,
     render_state,
 )
 from bot.states import Failed, Fetching, Finished, Listening, Queued
@@ -206,6 +205,3 @@ def test_waits_read_naturally(seconds: float, wait: str) -> None:
 def test_the_cli_wording_is_unchanged() -> None:
     result = found(match())
     assert describe_result(result) == 'S01E02 "Two" at 1:02 (96%)'
-    interim = MatchResult(status="no_match", best=None, heard_s=3.0, clip_duration_s=9.0,
-                          final=False)
-    assert describe_stage(interim) == "listening… 3 s of 9 s: nothing certain yet"
