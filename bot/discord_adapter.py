@@ -39,7 +39,7 @@ from bot.errors import Busy, FetchFailed, Internal
 from bot.fetch import find_links
 from bot.limits import Limits
 from bot.live import LiveReply, RetryLater
-from bot.render import Rendered, render_state
+from bot.render import Rendered, clip_text, fit_lines, render_state
 from bot.request import Attachment, Link, Request, User, new_request_id
 from bot.service import Service
 from bot.states import Failed, Finished, State, is_final
@@ -97,32 +97,6 @@ TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
 # ---- rendering -----------------------------------------------------------------------------------
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def fit_lines(lines: list[str], budget: int) -> list[str]:
-    """`lines` joined by newlines within `budget`: whole lines while they fit, then "… and N
-    more". A first line too long on its own is clipped rather than dropped, so the reply never
-    shows only the count."""
-    if len("\n".join(lines)) <= budget:
-        return lines
-    kept: list[str] = []
-    used = 0
-    for i, line in enumerate(lines):
-        sep = 1 if kept else 0
-        more = "" if i == len(lines) - 1 else f"… and {len(lines) - i - 1} more"
-        room = budget - used - sep - (len(more) + 1 if more else 0)
-        if len(line) <= room:
-            kept.append(line)
-            used += sep + len(line)
-            continue
-        if not kept and room > 0:
-            return [_clip(line, room), *([more] if more else [])]
-        return [*kept, f"… and {len(lines) - i} more"]
-    return kept
-
-
 def rendered2embed(rendered: Rendered) -> discord.Embed:
     """An embed within Discord's limits (title 256, description 4096, 6000 in all). Long
     timelines lose whole lines from the end, with a count of what was left out.
@@ -133,7 +107,7 @@ def rendered2embed(rendered: Rendered) -> discord.Embed:
     description = "\n".join(fit_lines(lines, DESCRIPTION_LIMIT))
     title = discord.utils.escape_markdown(rendered.title)
     return discord.Embed(
-        title=_clip(title, TITLE_LIMIT) or None,
+        title=clip_text(title, TITLE_LIMIT) or None,
         description=description or None,
         colour=COLOURS.get(rendered.kind, discord.Colour.default()),
     )
@@ -351,9 +325,7 @@ def _reader(attachment: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
         try:
             return await attachment.read()
         except discord.HTTPException as error:
-            logger.warning(
-                "attachment %s: Discord CDN answered %s", attachment.id, error.status
-            )
+            logger.warning("attachment %s: Discord CDN answered %s", attachment.id, error.status)
             raise FetchFailed(DOWNLOAD_FAILED) from error
         except aiohttp.ClientError as error:
             logger.warning("attachment %s: download failed: %r", attachment.id, error)
@@ -765,9 +737,7 @@ class DiscordAdapter:
             states = self._service.handle(request)
             if not asked:
                 states = _confident_answer_only(states, request.id)
-            live = LiveReply(
-                target, min_interval_s=self._edit_interval_s, sleep=self._pacing
-            )
+            live = LiveReply(target, min_interval_s=self._edit_interval_s, sleep=self._pacing)
             await live.run(states, render_state)
         except asyncio.CancelledError:
             # Cut off by stop(): the core did not get to say so; say it ourselves (not to

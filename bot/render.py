@@ -7,6 +7,7 @@ everywhere.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -103,7 +104,7 @@ class Rendered:
 
 
 def confidence_words(confidence: float) -> str:
-    """"sure", "fairly sure" or "unsure"."""
+    """ "sure", "fairly sure" or "unsure"."""
     if confidence >= SURE:
         return "sure"
     if confidence >= FAIRLY_SURE:
@@ -164,9 +165,7 @@ def render_error(error: UserFacingError) -> Rendered:
     """One sentence per error kind; the message is trimmed to one line so that nothing a
     library said at length (let alone a stack trace) can reach a user."""
     title = _ERROR_TITLES.get(error.kind, "I can't check that")
-    return Rendered(
-        title, [_one_sentence(error)], "error", ephemeral=error.kind in _PRIVATE_ERRORS
-    )
+    return Rendered(title, [_one_sentence(error)], "error", ephemeral=error.kind in _PRIVATE_ERRORS)
 
 
 def describe_segment(match: Match) -> str:
@@ -234,8 +233,9 @@ def _render_not_found(result: MatchResult) -> Rendered:
         tip = "Tip: a longer clip (10 s or more) gives me more to go on."
     else:
         tip = "Tip: parts where the show's own sound is clear, without music over it, work best."
-    return Rendered("Not found", ["I couldn't find this clip in any episode I know.", tip],
-                    "not_found")
+    return Rendered(
+        "Not found", ["I couldn't find this clip in any episode I know.", tip], "not_found"
+    )
 
 
 def _one_sentence(error: UserFacingError) -> str:
@@ -246,3 +246,40 @@ def _one_sentence(error: UserFacingError) -> str:
     if len(text) > _MAX_SENTENCE_CHARS:
         text = text[: _MAX_SENTENCE_CHARS - 1].rstrip() + "…"
     return text
+
+
+# ---- fitting a reply into a platform's size limit -------------------------------------------
+
+
+def clip_text(text: str, limit: int, *, size: Callable[[str], int] = len) -> str:
+    """`text` cut to `limit` (as `size` measures: characters, or Telegram's UTF-16 units),
+    ending with "…" when cut."""
+    if size(text) <= limit:
+        return text
+    clipped = text[: max(0, limit - 1)]
+    while clipped and size(clipped) > limit - 1:
+        clipped = clipped[:-1]
+    return clipped + "…"
+
+
+def fit_lines(lines: list[str], budget: int, *, size: Callable[[str], int] = len) -> list[str]:
+    """`lines` joined by newlines within `budget`: whole lines while they fit, then "… and N
+    more". A first line too long on its own is clipped rather than dropped, so the reply never
+    shows only the count."""
+    if size("\n".join(lines)) <= budget:
+        return lines
+    kept: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        sep = 1 if kept else 0
+        last = i == len(lines) - 1
+        more = "" if last else f"… and {len(lines) - i - 1} more"
+        room = budget - used - sep - (size(more) + 1 if more else 0)
+        if size(line) <= room:
+            kept.append(line)
+            used += sep + size(line)
+            continue
+        if not kept and room > 0:
+            return [clip_text(line, room, size=size), *([more] if more else [])]
+        return [*kept, f"… and {len(lines) - i} more"]
+    return kept

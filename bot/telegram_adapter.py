@@ -61,7 +61,7 @@ from bot.errors import Busy, FetchFailed, TooLarge, UserFacingError
 from bot.fetch import find_links
 from bot.limits import Limits
 from bot.live import LiveReply, RetryLater
-from bot.render import Rendered, render_state
+from bot.render import Rendered, clip_text, fit_lines, render_state
 from bot.request import Attachment, Link, Request, User, new_request_id
 from bot.service import Service
 from bot.states import Failed, State, is_final
@@ -100,12 +100,31 @@ COMMANDS = (
 )
 # Documents worth decoding: anything a user would call a clip, by MIME type or by name.
 _MEDIA_SUFFIXES = (
-    ".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".3gp", ".mpeg", ".mpg",
-    ".m4a", ".mp3", ".ogg", ".oga", ".opus", ".wav", ".flac", ".aac",
+    ".mp4",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".m4v",
+    ".3gp",
+    ".mpeg",
+    ".mpg",
+    ".m4a",
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".wav",
+    ".flac",
+    ".aac",
 )
 _DEFAULT_NAMES = {
-    "video": "video.mp4", "video_note": "video_note.mp4", "animation": "animation.mp4",
-    "audio": "audio.mp3", "voice": "voice.ogg", "document": "document",
+    "video": "video.mp4",
+    "video_note": "video_note.mp4",
+    "animation": "animation.mp4",
+    "audio": "audio.mp3",
+    "voice": "voice.ogg",
+    "document": "document",
 }
 
 _Media = Video | VideoNote | Animation | Audio | Voice | Document
@@ -238,7 +257,7 @@ def to_html(rendered: Rendered) -> str:
     compilation timeline loses whole lines from the end, with a count of what was left out).
     Telegram parses HTML; nothing user-supplied may reach it unescaped (episode titles can hold
     `<` or `&`)."""
-    title = _clip(rendered.title, MAX_TITLE_UNITS)
+    title = clip_text(rendered.title, MAX_TITLE_UNITS, size=_units)
     budget = MAX_TEXT_UNITS - (_units(title) + 1 if title else 0)
     lines = fit_lines(list(rendered.lines), budget, size=_units)
     parts = [f"<b>{html.escape(title)}</b>"] if title else []
@@ -246,42 +265,9 @@ def to_html(rendered: Rendered) -> str:
     return "\n".join(parts) or html.escape("…")
 
 
-def fit_lines(lines: list[str], budget: int, *, size: Callable[[str], int] = len) -> list[str]:
-    """`lines` joined by newlines within `budget`: whole lines while they fit, then "… and N
-    more". A first line too long on its own is clipped rather than dropped, so the reply never
-    shows only the count."""
-    if size("\n".join(lines)) <= budget:
-        return lines
-    kept: list[str] = []
-    used = 0
-    for i, line in enumerate(lines):
-        sep = 1 if kept else 0
-        last = i == len(lines) - 1
-        more = "" if last else f"… and {len(lines) - i - 1} more"
-        room = budget - used - sep - (size(more) + 1 if more else 0)
-        if size(line) <= room:
-            kept.append(line)
-            used += sep + size(line)
-            continue
-        if not kept and room > 0:
-            kept.append(_clip(line, room))
-            return kept + ([more] if more else [])
-        return [*kept, f"… and {len(lines) - i} more"]
-    return kept
-
-
 def _units(text: str) -> int:
     """Length as Telegram counts it: UTF-16 code units (an emoji is two)."""
     return len(text.encode("utf-16-le")) // 2
-
-
-def _clip(text: str, limit: int) -> str:
-    if _units(text) <= limit:
-        return text
-    clipped = text[: max(0, limit - 1)]
-    while clipped and _units(clipped) > limit - 1:
-        clipped = clipped[:-1]
-    return clipped + "…"
 
 
 def render_html(state: State) -> str:
@@ -389,7 +375,8 @@ class _ReplyMessage:
             elif rendered.final:
                 logger.warning(
                     "telegram: the answer could not replace the progress message (%s); sending "
-                    "it as a new message", exc.message,
+                    "it as a new message",
+                    exc.message,
                 )
                 await self.send(rendered)
                 return
@@ -452,7 +439,8 @@ class TelegramAdapter:
             await app.start()
             stack.push_async_callback(app.stop)
             await app.updater.start_polling(  # type: ignore[union-attr]
-                timeout=POLL_TIMEOUT_S, allowed_updates=[Update.MESSAGE],
+                timeout=POLL_TIMEOUT_S,
+                allowed_updates=[Update.MESSAGE],
                 error_callback=self._on_polling_error,
             )
         except BaseException:
@@ -500,9 +488,7 @@ class TelegramAdapter:
     def _watch_polling(self) -> None:
         """PTB ends its polling task on InvalidToken (token revoked after start) and tells no
         one until `stop()`: watch the task so that `fatal` says so at once."""
-        task = next(
-            (t for t in asyncio.all_tasks() if t.get_name() == _POLLING_TASK_NAME), None
-        )
+        task = next((t for t in asyncio.all_tasks() if t.get_name() == _POLLING_TASK_NAME), None)
         if task is None:
             logger.warning("telegram: cannot watch the polling task; fatal errors show at stop")
             return
@@ -532,7 +518,8 @@ class TelegramAdapter:
         if now - first >= self._conflict_fatal_s and not self.fatal.is_set():
             logger.error(
                 "telegram: another process keeps polling with this token (%s); the Telegram "
-                "bot is off", exc.message,
+                "bot is off",
+                exc.message,
             )
             self.fatal.set()
         else:
@@ -566,7 +553,8 @@ class TelegramAdapter:
         minute_left, day_left = self._limits.remaining(_user(message))
         await message.reply_html(
             help_html(
-                minute_left=minute_left, day_left=day_left,
+                minute_left=minute_left,
+                day_left=day_left,
                 max_download_mb=self._tg.max_download_bytes // (1024 * 1024),
             ),
             reply_parameters=_quote(message),
@@ -594,8 +582,9 @@ class TelegramAdapter:
             return
         target = find_target(message, bot_id=bot.id, extra_hosts=self._extra_hosts)
         if target is None:
-            await self._hint(message, _NOTHING_TO_DO_PRIVATE if is_private(message) else
-                             _NOTHING_TO_DO_GROUP)
+            await self._hint(
+                message, _NOTHING_TO_DO_PRIVATE if is_private(message) else _NOTHING_TO_DO_GROUP
+            )
             return
         await self._answer(message, target)
 
@@ -619,12 +608,17 @@ class TelegramAdapter:
                 logger.warning("telegram: could not reply to request %s", request_id)
             return
         request = _request(
-            user=_user(message), source=self._source(message, target),
-            chat_key=f"{PLATFORM}:{message.chat.id}", id=request_id,
+            user=_user(message),
+            source=self._source(message, target),
+            chat_key=f"{PLATFORM}:{message.chat.id}",
+            id=request_id,
         )
         logger.info(
-            "telegram: request %s from %s in %s: %s", request_id, request.user.key,
-            request.chat_key, target.kind if isinstance(target, _Clip) else "link",
+            "telegram: request %s from %s in %s: %s",
+            request_id,
+            request.user.key,
+            request.chat_key,
+            target.kind if isinstance(target, _Clip) else "link",
         )
         # Its own task, tracked, so that stop() can wait for it and cancel it without touching
         # PTB's update-processing task.
@@ -678,8 +672,10 @@ class TelegramAdapter:
         if isinstance(target, str):
             return Link(target)
         return Attachment(
-            filename=target.filename, size_bytes=target.file_size,
-            content_type=target.content_type, read=self._reader(message, target),
+            filename=target.filename,
+            size_bytes=target.file_size,
+            content_type=target.content_type,
+            read=self._reader(message, target),
         )
 
     def _reader(self, message: Message, clip: _Clip) -> Callable[[], Awaitable[bytes]]:
@@ -728,9 +724,7 @@ _NOTHING_TO_DO_PRIVATE = (
     "Send me a video, a voice note, a GIF or a link to a post, and I'll tell you which episode "
     "it's from. /help shows more."
 )
-_NOTHING_TO_DO_GROUP = (
-    "Reply to a clip and mention me, or use /whichepisode with a link."
-)
+_NOTHING_TO_DO_GROUP = "Reply to a clip and mention me, or use /whichepisode with a link."
 _DOWNLOAD_FAILED = "Couldn't download that file from Telegram. Please try again."
 
 
@@ -771,8 +765,9 @@ async def finish_work(tasks: set[asyncio.Task[Any]], grace_s: float, platform: s
         await asyncio.wait(set(tasks), timeout=left)
     pending = set(tasks)
     if pending:
-        logger.warning("%s: cancelling %d request(s) still running at shutdown", platform,
-                       len(pending))
+        logger.warning(
+            "%s: cancelling %d request(s) still running at shutdown", platform, len(pending)
+        )
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=grace_s)
