@@ -54,16 +54,16 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from bot.answer_cache import AnswerCache
+from bot.core.cache import AnswerCache
 from bot.config import Settings, load_settings
-from bot.discord_adapter import EDIT_INTERVAL_S, DiscordAdapter
-from bot.fetch import Fetcher
-from bot.limits import Limits
-from bot.render import format_timestamp
-from bot.request import Attachment, Link, Request
-from bot.service import Service
-from bot.states import Finished, State
-from bot.telegram_adapter import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
+from bot.adapters.discord.adapter import EDIT_INTERVAL_S, DiscordAdapter
+from bot.fetch.fetcher import Fetcher
+from bot.core.limits import Limits
+from bot.core.render import format_timestamp
+from bot.core.request import Attachment, Link, Request
+from bot.core.service import Service
+from bot.core.states import Finished, State
+from bot.adapters.telegram.adapter import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
 from matcher.build import build_index
 from matcher.decode import decode_bytes
 from matcher.ffmpeg import find_ffmpeg
@@ -98,7 +98,7 @@ CLIP_S = 10
 VIDEO = ("testsrc2=s=540x960:r=30", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30",
          "-pix_fmt", "yuv420p")
 AUDIO = ("-c:a", "aac", "-b:a", "128k", "-ar", "44100")
-# Titles of replies that are not answers yet (bot.render): the final reply is anything else.
+# Titles of replies that are not answers yet (bot.core.render): the final reply is anything else.
 PROGRESS_TITLES = ("Getting the clip", "Listening", "Waiting in line")
 
 

@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from bot.answer_cache import AnswerCache
+from bot.core.cache import AnswerCache
 from bot.config import Settings
-from bot.limits import Limits
-from bot.service import Service
+from bot.core.limits import Limits
+from bot.core.service import Service
 from matcher.errors import IndexLoadError
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
@@ -75,8 +75,8 @@ def _lazy(module: str, name: str) -> AdapterFactory:
 
 # The real adapters, by platform; imported only when started.
 DEFAULT_ADAPTERS: dict[str, AdapterFactory] = {
-    "telegram": _lazy("bot.telegram_adapter", "TelegramAdapter"),
-    "discord": _lazy("bot.discord_adapter", "DiscordAdapter"),
+    "telegram": _lazy("bot.adapters.telegram.adapter", "TelegramAdapter"),
+    "discord": _lazy("bot.adapters.discord.adapter", "DiscordAdapter"),
 }
 
 
@@ -115,7 +115,7 @@ async def run(
     stop = stop or asyncio.Event()
     executor = ThreadPoolExecutor(settings.matcher.workers, thread_name_prefix="citywok-match")
     if fetcher is None:
-        from bot.fetch import Fetcher
+        from bot.fetch.fetcher import Fetcher
 
         fetcher = Fetcher(settings.fetch)
     limits = Limits(settings.limits)
@@ -230,7 +230,7 @@ def _load_index(settings: Settings) -> tuple[FingerprintIndex, str]:
     index and its generation (answers are cached per generation)."""
     index_settings = settings.index
     if index_settings.remote:
-        from bot.remote_index import RemoteLocation, pull_index
+        from bot.ops.remote_index import RemoteLocation, pull_index
 
         location = RemoteLocation.parse(
             index_settings.remote, endpoint_url=index_settings.remote_endpoint_url

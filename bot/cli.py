@@ -1,6 +1,6 @@
 """The `citywok` command line: build and inspect an index, match files, run the demo.
 
-Argument parsing and printing only; the work is in `matcher` (and `bot.demo`).
+Argument parsing and printing only; the work is in `matcher` (and `bot.ops.demo`).
 Exit status: 0 when a command ran (whatever matched), 2 for usage errors, 1 for index or
 other errors, each with a one-line message on stderr.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import ConfigError, load_settings
-from bot.errors import UserFacingError
-from bot.fetch import Fetcher
-from bot.render import describe_result, format_timestamp
-from bot.request import Link
+from bot.core.errors import UserFacingError
+from bot.fetch.fetcher import Fetcher
+from bot.core.render import describe_result, format_timestamp
+from bot.core.request import Link
 from matcher.build import build_index
 from matcher.decode import Audio, decode_bytes, decode_file
 from matcher.errors import MatcherError
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _match(args)
         if args.command == "run":
             return _run(args)
-        from bot.demo import run_demo
+        from bot.ops.demo import run_demo
 
         return run_demo(args.out)
     except MatcherError as e:
@@ -164,7 +164,7 @@ def _index_build(args: argparse.Namespace) -> int:
 
 
 def _index_remote(args: argparse.Namespace) -> int:
-    from bot.remote_index import RemoteLocation, publish_index, pull_index
+    from bot.ops.remote_index import RemoteLocation, publish_index, pull_index
 
     if args.index_command == "publish":
         location = RemoteLocation.parse(args.to, endpoint_url=args.endpoint_url)

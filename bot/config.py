@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class IndexSettings:
     dir: Path = Path("index")
-    # s3://bucket/prefix: pulled into `dir` at start-up when set (see bot.remote_index).
+    # s3://bucket/prefix: pulled into `dir` at start-up when set (see bot.ops.remote_index).
     remote: str | None = None
     remote_endpoint_url: str | None = None
 

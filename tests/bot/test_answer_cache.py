@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answer_cache import AnswerCache, link_key, media_key
+from bot.core.cache import AnswerCache, link_key, media_key
 
 
 @pytest.mark.parametrize(

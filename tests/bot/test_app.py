@@ -18,10 +18,10 @@ import pytest
 from bot.app import AdaptersFailed, StartupError, run
 from bot.cli import main
 from bot.config import Settings, load_settings
-from bot.limits import Limits
-from bot.request import Attachment, Request, User
-from bot.service import Service
-from bot.states import Failed, Fetching, State
+from bot.core.limits import Limits
+from bot.core.request import Attachment, Request, User
+from bot.core.service import Service
+from bot.core.states import Failed, Fetching, State
 from matcher.index import FingerprintIndex
 from matcher.store import write_index
 

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from bot.config import load_settings
-from bot.discord_adapter import (
+from bot.adapters.discord.adapter import (
     AUTOSCAN_FILE,
     CONTEXT_MENU_NAME,
     DOWNLOAD_FAILED,
@@ -36,11 +36,11 @@ from bot.discord_adapter import (
     MessageReplyTarget,
     rendered2embed,
 )
-from bot.fetch import Fetcher
-from bot.limits import Limits
-from bot.live import RetryLater
-from bot.render import Rendered
-from bot.service import Service
+from bot.fetch.fetcher import Fetcher
+from bot.core.limits import Limits
+from bot.core.live import RetryLater
+from bot.core.render import Rendered
+from bot.core.service import Service
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from tests.conftest import SR
@@ -583,7 +583,7 @@ async def test_autoscan_off_is_per_server_persisted_and_needs_manage_server(
 async def test_without_message_content_intent_mentions_and_replies_still_work(
     make_bot: Any, clips: ClipHost, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.discord_adapter")
+    caplog.set_level(logging.WARNING, logger="bot.adapters.discord.adapter")
     bot = await make_bot(intent=False)
     server = bot.server
     identify = next(p for p in server.gateway_log if p.get("op") == 2)
@@ -607,7 +607,7 @@ async def test_intent_refused_by_discord_falls_back_to_mentions(
     clips: ClipHost,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.discord_adapter")
+    caplog.set_level(logging.WARNING, logger="bot.adapters.discord.adapter")
     discord_server.grant_message_content = False
     bot = await make_bot(intent=True)
     server = bot.server

@@ -20,7 +20,7 @@ from yt_dlp.networking.exceptions import TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
 from bot.config import FetchSettings
-from bot.errors import (
+from bot.core.errors import (
     BlockedAddress,
     Busy,
     FetchFailed,
@@ -31,7 +31,7 @@ from bot.errors import (
     UnsupportedSite,
     UserFacingError,
 )
-from bot.fetch import (
+from bot.fetch.fetcher import (
     Fetcher,
     FetchSlots,
     Platform,
@@ -40,7 +40,7 @@ from bot.fetch import (
     sniff,
     ytdlp_user_error,
 )
-from bot.request import Attachment, Link
+from bot.core.request import Attachment, Link
 from tests.fakes.media_server import (
     ENDLESS_MAX_BYTES,
     HTML_PAGE,

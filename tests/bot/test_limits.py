@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.config import LimitSettings
-from bot.errors import AlreadyWorking, Busy, RateLimited
-from bot.limits import Limits, Ticket, TokenBucket
-from bot.request import User
+from bot.core.errors import AlreadyWorking, Busy, RateLimited
+from bot.core.limits import Limits, Ticket, TokenBucket
+from bot.core.request import User
 
 ALICE = User("telegram", "1", "alice")
 BOB = User("discord", "2", "bob")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.errors import Busy
-from bot.live import MAX_RETRIES, LiveReply, RetryLater
-from bot.states import Failed, Fetching, Finished, Queued, State
+from bot.core.errors import Busy
+from bot.core.live import MAX_RETRIES, LiveReply, RetryLater
+from bot.core.states import Failed, Fetching, Finished, Queued, State
 from matcher.result import MatchResult
 
 HANG_GUARD_S = 30.0

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from bot.errors import BlockedAddress
-from bot.netguard import (
+from bot.core.errors import BlockedAddress
+from bot.fetch.netguard import (
     AddressPolicy,
     BlockedConnection,
     ConnectGuard,

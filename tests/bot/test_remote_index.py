@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
-from bot.remote_index import (
+from bot.ops.remote_index import (
     KEEP_OLD_GENERATIONS,
     RemoteIndexError,
     RemoteLocation,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-import bot.errors as errors
-from bot.errors import Internal, RateLimited, UserFacingError, format_wait
-from bot.render import (
+import bot.core.errors as errors
+from bot.core.errors import Internal, RateLimited, UserFacingError, format_wait
+from bot.core.render import (
     Rendered,
     confidence_words,
     describe_result,
     render_state,
 )
-from bot.states import Failed, Fetching, Finished, Listening, Queued
+from bot.core.states import Failed, Fetching, Finished, Listening, Queued
 from matcher.result import Match, MatchResult
 
 

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 
 from bot.config import Settings, load_settings
-from bot.discord_adapter import DiscordAdapter
-from bot.fetch import Fetcher
-from bot.limits import Limits
-from bot.render import format_timestamp
-from bot.service import Service
-from bot.telegram_adapter import TelegramAdapter
+from bot.adapters.discord.adapter import DiscordAdapter
+from bot.fetch.fetcher import Fetcher
+from bot.core.limits import Limits
+from bot.core.render import format_timestamp
+from bot.core.service import Service
+from bot.adapters.telegram.adapter import TelegramAdapter
 from matcher.build import build_index
 from matcher.identify import Matcher
 from matcher.params import FingerprintParams
@@ -50,7 +50,7 @@ EPISODE = "S01E03"
 CLIP_START_S = 61
 CLIP_LENGTH_S = 10
 AT = "1:01"
-# Titles of the replies that are not answers yet (bot.render): wait past these.
+# Titles of the replies that are not answers yet (bot.core.render): wait past these.
 PROGRESS_TITLES = ("Getting the clip", "Listening", "Waiting in line")
 
 

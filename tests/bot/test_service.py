@@ -17,16 +17,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bot.answer_cache import AnswerCache, link_key, media_key
+from bot.core.cache import AnswerCache, link_key, media_key
 from bot.config import LimitSettings, Settings
-from bot.errors import RateLimited
-from bot.fetch import Fetcher
-from bot.limits import Limits
-from bot.live import LiveReply
-from bot.render import Rendered, render_state
-from bot.request import Attachment, Link, Request, User
-from bot.service import Service
-from bot.states import Failed, Fetching, Finished, Listening, Queued, State
+from bot.core.errors import RateLimited
+from bot.fetch.fetcher import Fetcher
+from bot.core.limits import Limits
+from bot.core.live import LiveReply
+from bot.core.render import Rendered, render_state
+from bot.core.request import Attachment, Link, Request, User
+from bot.core.service import Service
+from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.synth import make_episode
@@ -204,7 +204,7 @@ async def test_an_unexpected_error_is_logged_with_the_id_the_user_sees(
         raise RuntimeError("adapter bug: secret /tmp/path")
 
     service = make_service(memory_index, executor)
-    with caplog.at_level(logging.ERROR, logger="bot.service"):
+    with caplog.at_level(logging.ERROR, logger="bot.core.service"):
         states = await collect(
             service.handle(request(Attachment("a.mp4", 10, None, read), rid="ab12cd34"))
         )
@@ -466,7 +466,7 @@ async def test_the_media_digest_is_computed_off_the_loop(
     media: dict[str, bytes],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import bot.service
+    import bot.core.service
 
     threads: list[threading.Thread] = []
 
@@ -474,7 +474,7 @@ async def test_the_media_digest_is_computed_off_the_loop(
         threads.append(threading.current_thread())
         return media_key(data)
 
-    monkeypatch.setattr(bot.service, "media_key", spy)
+    monkeypatch.setattr(bot.core.service, "media_key", spy)
     service = make_service(memory_index, executor)
     states = await collect(service.handle(request(attachment(media["known"]))))
     assert isinstance(states[-1], Finished)

@@ -25,13 +25,13 @@ import telegram
 
 from bot.app import run
 from bot.config import Settings, load_settings
-from bot.errors import AlreadyWorking, Busy, NotMedia, RateLimited
-from bot.fetch import Fetcher
-from bot.limits import Limits
-from bot.netguard import BLOCKED_MESSAGE
-from bot.render import Rendered, render_error
-from bot.service import Service
-from bot.telegram_adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
+from bot.core.errors import AlreadyWorking, Busy, NotMedia, RateLimited
+from bot.fetch.fetcher import Fetcher
+from bot.core.limits import Limits
+from bot.fetch.netguard import BLOCKED_MESSAGE
+from bot.core.render import Rendered, render_error
+from bot.core.service import Service
+from bot.adapters.telegram.adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from matcher.store import write_index

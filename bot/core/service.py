@@ -34,12 +34,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.answer_cache import AnswerCache, link_key, media_key
+from bot.core.cache import AnswerCache, link_key, media_key
 from bot.config import Settings
-from bot.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
-from bot.limits import Limits, Ticket
-from bot.request import Link, Request, Source
-from bot.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
+from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
+from bot.core.limits import Limits, Ticket
+from bot.core.request import Link, Request, Source
+from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
 from matcher.decode import Audio, decode_bytes
 from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
 from matcher.identify import Matcher
@@ -63,7 +63,7 @@ _ABORT_WAIT_S = 0.5
 
 
 class MediaFetcher(Protocol):
-    """What the service needs from `bot.fetch.Fetcher`: the media bytes a source points at,
+    """What the service needs from `bot.fetch.fetcher.Fetcher`: the media bytes a source points at,
     capped, or a `UserFacingError`."""
 
     async def fetch(self, source: Source, *, request_id: str = ...) -> bytes: ...

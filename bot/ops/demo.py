@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.render import Rendered, format_timestamp, render_state
-from bot.states import Fetching, Finished, Listening
+from bot.core.render import Rendered, format_timestamp, render_state
+from bot.core.states import Fetching, Finished, Listening
 from matcher.build import build_index
 from matcher.decode import decode_file
 from matcher.ffmpeg import find_ffmpeg

@@ -2,7 +2,7 @@
 
 It turns Discord messages and interactions into our `Request`s, runs them through the core
 `Service`, and shows the stream of states as one live reply (a message reply edited in place, or
-an interaction's original response) rendered as an embed from `bot.render.render_state`.
+an interaction's original response) rendered as an embed from `bot.core.render.render_state`.
 
 Entry points for users:
 - a link or a video/audio attachment posted in a channel where automatic scanning is on (per
@@ -35,14 +35,14 @@ import yarl
 from discord import app_commands
 
 from bot.config import Settings
-from bot.errors import Busy, FetchFailed, Internal
-from bot.fetch import find_links
-from bot.limits import Limits
-from bot.live import LiveReply, RetryLater
-from bot.render import Rendered, clip_text, fit_lines, render_state
-from bot.request import Attachment, Link, Request, User, new_request_id
-from bot.service import Service
-from bot.states import Failed, Finished, State, is_final
+from bot.core.errors import Busy, FetchFailed, Internal
+from bot.fetch.fetcher import find_links
+from bot.core.limits import Limits
+from bot.core.live import LiveReply, RetryLater
+from bot.core.render import Rendered, clip_text, fit_lines, render_state
+from bot.core.request import Attachment, Link, Request, User, new_request_id
+from bot.core.service import Service
+from bot.core.states import Failed, Finished, State, is_final
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bot.errors import UserFacingError
-from bot.states import Fetching, Finished, Listening, Queued, State
+from bot.core.errors import UserFacingError
+from bot.core.states import Fetching, Finished, Listening, Queued, State
 from matcher.result import Match, MatchResult
 
 

@@ -28,8 +28,8 @@ from collections import deque
 from collections.abc import Callable
 
 from bot.config import LimitSettings
-from bot.errors import AlreadyWorking, Busy, RateLimited
-from bot.request import User
+from bot.core.errors import AlreadyWorking, Busy, RateLimited
+from bot.core.request import User
 
 DAY_S = 86_400.0
 MINUTE_S = 60.0

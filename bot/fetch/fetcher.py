@@ -44,7 +44,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from bot.config import FetchSettings
-from bot.errors import (
+from bot.core.errors import (
     BlockedAddress,
     Busy,
     FetchFailed,
@@ -55,14 +55,14 @@ from bot.errors import (
     UnsupportedSite,
     UserFacingError,
 )
-from bot.netguard import (
+from bot.fetch.netguard import (
     BLOCKED_MESSAGE,
     AddressPolicy,
     ConnectGuard,
     ThreadGuard,
     guard_thread,
 )
-from bot.request import Attachment, Link
+from bot.core.request import Attachment, Link
 
 log = logging.getLogger(__name__)
 

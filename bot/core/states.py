@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.errors import UserFacingError
+from bot.core.errors import UserFacingError
 from matcher.result import MatchResult
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from bot.states import State, is_final
+from bot.core.states import State, is_final
 
 logger = logging.getLogger(__name__)
 
