@@ -32,6 +32,7 @@ from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.peaks import audio2peaks
+from matcher.repeats import find_repeats
 from matcher.synth import add_noise, make_catalogue, make_episode, mix, phone_recording
 
 OUT = Path(__file__).parent / "out"
@@ -139,7 +140,9 @@ def _index(episodes: list[np.ndarray], params: FingerprintParams) -> Fingerprint
         )
         hashes.append(peaks2hashes(peaks, params=params))
         start += peaks.n_frames
-    return FingerprintIndex.from_hashes(params=params, episodes=table, hashes=hashes)
+    index = FingerprintIndex.from_hashes(params=params, episodes=table, hashes=hashes)
+    index.set_repeats(find_repeats(index))
+    return index
 
 
 def run(kind: str, n_episodes: int, n_clips: int) -> list[dict[str, object]]:

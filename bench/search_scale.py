@@ -76,9 +76,7 @@ def build(n_episodes: int, params: FingerprintParams) -> FingerprintIndex:
         hashes.append(Hashes(all_keys[at : at + n], all_frames[at : at + n]))
         start += int(n_frames)
         at += int(n)
-    return FingerprintIndex.from_hashes(
-        params=params, episodes=episodes, hashes=hashes, find_repeats=False
-    )
+    return FingerprintIndex.from_hashes(params=params, episodes=episodes, hashes=hashes)
 
 
 def _dialogue_of_another_show(seed: int, dur_s: float) -> np.ndarray:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
 import json
 import os
 import platform
@@ -399,6 +398,7 @@ def make_big_index(
     from matcher.hashes import Hashes
     from matcher.index import Episode, FingerprintIndex, build_csr
     from matcher.params import FingerprintParams
+    from matcher.repeats import find_repeats
     from matcher.store import index_size_bytes, write_index
 
     params = FingerprintParams()
@@ -443,20 +443,17 @@ def make_big_index(
             start += n_frames
     with timed() as t_csr:
         offsets, positions = build_csr(params=params, episodes=episodes, hashes=hashes)
-    kwargs: dict[str, Any] = {}
-    repeats_s = float("nan")
-    if "repeats" in inspect.signature(write_index).parameters:
-        # Once the store saves repeated spans, find them as a build would, and time it.
-        with timed() as t_rep:
-            index = FingerprintIndex.from_hashes(
-                params=params, episodes=episodes, hashes=hashes, find_repeats=True
-            )
-        kwargs["repeats"] = index.repeats
-        repeats_s = t_rep["cpu_s"]
+    # Repeated spans found as a build finds them, and timed.
+    with timed() as t_rep:
+        repeats = find_repeats(
+            FingerprintIndex(params=params, episodes=episodes, offsets=offsets, positions=positions)
+        )
+    repeats_s = t_rep["cpu_s"]
     big_dir = OUT / f"speed-index-{hours:g}h{'-all-real' if all_real else ''}"
     shutil.rmtree(big_dir, ignore_errors=True)
     write_index(
-        big_dir, params=params, episodes=episodes, offsets=offsets, positions=positions, **kwargs
+        big_dir, params=params, episodes=episodes, offsets=offsets, positions=positions,
+        repeats=repeats,
     )
     size = index_size_bytes(big_dir)
     audio_h = sum(e.duration_s for e in episodes) / 3600

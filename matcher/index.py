@@ -20,13 +20,12 @@ version, the fingerprint parameters, their digest, and the episode table (see `m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from matcher.hashes import Hashes
 from matcher.params import FingerprintParams
-from matcher.repeats import RepeatedSpan
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,29 @@ class Episode:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Episode:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RepeatedSpan:
+    """Content of one episode that `count` episodes hold (this one included).
+
+    start_frame, stop_frame: episode-local frames, stop exclusive.
+    label: "intro", "outro", "recap" (early in this episode, elsewhere in the others) or
+        "shared" (a recurring cue, stock music, a repeated scene).
+    """
+
+    episode: str
+    start_frame: int
+    stop_frame: int
+    label: str
+    count: int
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RepeatedSpan:
         return cls(**data)  # type: ignore[arg-type]
 
 
@@ -115,20 +137,14 @@ class FingerprintIndex:
         params: FingerprintParams,
         episodes: Sequence[Episode],
         hashes: Sequence[Hashes],
-        find_repeats: bool = True,
     ) -> FingerprintIndex:
         """Build the table in memory from each episode's hashes (episode-local frames).
 
-        With `find_repeats`, content shared by several episodes is found and recorded, as a
-        build on disk does.
+        Repeated spans are not looked for here: `set_repeats(find_repeats(index))` (see
+        `matcher.repeats`) records them as a build on disk does.
         """
         offsets, positions = build_csr(params=params, episodes=episodes, hashes=hashes)
-        index = cls(params=params, episodes=episodes, offsets=offsets, positions=positions)
-        if find_repeats:
-            from matcher.repeats import find_repeats as _find
-
-            index.set_repeats(_find(index))
-        return index
+        return cls(params=params, episodes=episodes, offsets=offsets, positions=positions)
 
     @property
     def n_postings(self) -> int:

@@ -15,13 +15,9 @@ Pure numpy; never imports the search.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from matcher.index import FingerprintIndex
+from matcher.index import FingerprintIndex, RepeatedSpan
 
 # Marked postings further apart than this (frames, ~1 s) start a new span.
 _MAX_GAP_FRAMES = 62
@@ -41,29 +37,6 @@ _MIN_RECAP_S = 8.0
 # Where intros and outros sit: within this many seconds (or this fraction) of either end.
 _EDGE_S = 180.0
 _EDGE_FRACTION = 0.2
-
-
-@dataclass(frozen=True)
-class RepeatedSpan:
-    """Content of one episode that `count` episodes hold (this one included).
-
-    start_frame, stop_frame: episode-local frames, stop exclusive.
-    label: "intro", "outro", "recap" (early in this episode, elsewhere in the others) or
-        "shared" (a recurring cue, stock music, a repeated scene).
-    """
-
-    episode: str
-    start_frame: int
-    stop_frame: int
-    label: str
-    count: int
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> RepeatedSpan:
-        return cls(**data)  # type: ignore[arg-type]
 
 
 def _postings_by_position(index: FingerprintIndex) -> tuple[np.ndarray, np.ndarray]:

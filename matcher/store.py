@@ -26,9 +26,8 @@ from typing import Any, Literal
 import numpy as np
 
 from matcher.errors import IndexFormatError, IndexLoadError, IndexMissingError
-from matcher.index import Episode, FingerprintIndex
+from matcher.index import Episode, FingerprintIndex, RepeatedSpan
 from matcher.params import INDEX_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, FingerprintParams
-from matcher.repeats import RepeatedSpan
 
 MANIFEST = "manifest.json"
 CACHE_DIR = "cache"

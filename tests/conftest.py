@@ -12,6 +12,7 @@ from matcher.hashes import peaks2hashes
 from matcher.index import Episode, FingerprintIndex
 from matcher.params import FingerprintParams
 from matcher.peaks import audio2peaks
+from matcher.repeats import find_repeats
 from matcher.synth import make_catalogue, write_wav
 
 SR = 8000
@@ -50,7 +51,9 @@ def index_in_memory(episodes_audio: list[np.ndarray], params: FingerprintParams)
         )
         hashes.append(peaks2hashes(peaks, params=params))
         start += peaks.n_frames
-    return FingerprintIndex.from_hashes(params=params, episodes=episodes, hashes=hashes)
+    index = FingerprintIndex.from_hashes(params=params, episodes=episodes, hashes=hashes)
+    index.set_repeats(find_repeats(index))
+    return index
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from matcher.identify import Matcher
-from matcher.index import FingerprintIndex
+from matcher.index import FingerprintIndex, RepeatedSpan
 from matcher.params import FingerprintParams
-from matcher.repeats import RepeatedSpan, find_repeats
+from matcher.repeats import find_repeats
 from matcher.store import load_index, read_manifest, write_index
 from matcher.synth import make_intro
 
