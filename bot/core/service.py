@@ -34,12 +34,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.core.cache import AnswerCache, link_key, media_key
 from bot.config import Settings
+from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
 from bot.core.limits import Limits, Ticket
 from bot.core.request import Link, Request, Source
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
+from bot.links import link_key
 from matcher.decode import Audio, decode_bytes
 from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
 from matcher.identify import Matcher

@@ -27,14 +27,12 @@ import importlib.util
 import io
 import ipaddress
 import logging
-import re
 import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import aiohttp
 import yt_dlp
@@ -55,6 +53,7 @@ from bot.core.errors import (
     UnsupportedSite,
     UserFacingError,
 )
+from bot.core.request import Attachment, Link
 from bot.fetch.netguard import (
     BLOCKED_MESSAGE,
     AddressPolicy,
@@ -62,14 +61,19 @@ from bot.fetch.netguard import (
     ThreadGuard,
     guard_thread,
 )
-from bot.core.request import Attachment, Link
+from bot.links import (
+    MAX_LINKS_PER_MESSAGE,
+    ParsedLink,
+    Platform,
+    classify_link,
+    find_links,
+    has_media_suffix,
+    parse_link,
+    platform_of_host,
+)
 
 log = logging.getLogger(__name__)
 
-Platform = Literal["tiktok", "instagram", "youtube", "x", "reddit", "direct"]
-
-MEDIA_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4a", ".mp3", ".ogg", ".opus", ".wav")
-MAX_LINKS_PER_MESSAGE = 3
 MAX_REDIRECTS = 5
 _CHUNK_BYTES = 1 << 16
 # Enough of the start of a download to tell a web page or an image from media.
@@ -143,157 +147,6 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-# ---- links ----------------------------------------------------------------------------------
-
-# host suffix -> platform. A host matches itself and any subdomain.
-_PLATFORM_HOSTS: dict[str, Platform] = {
-    "tiktok.com": "tiktok",
-    "instagram.com": "instagram",
-    "youtube.com": "youtube",
-    "youtu.be": "youtube",
-    "x.com": "x",
-    "twitter.com": "x",
-    "reddit.com": "reddit",
-    "redd.it": "reddit",
-}
-_TIKTOK_SHORT_HOSTS = ("vm.tiktok.com", "vt.tiktok.com")
-_ID = r"[A-Za-z0-9_-]+"
-# Paths that name one post, per platform; profile, search and playlist pages do not.
-_POST_PATHS: dict[Platform, re.Pattern[str]] = {
-    "tiktok": re.compile(rf"^/(?:@[^/]+/(?:video|photo)/\d+|t/{_ID}|v/\d+(?:\.html)?)/?$"),
-    "instagram": re.compile(rf"^/(?:[^/]+/)?(?:p|reels?|tv)/{_ID}/?$"),
-    "youtube": re.compile(rf"^/(?:shorts|live|embed|v)/{_ID}/?$"),
-    "x": re.compile(r"^/(?:[^/]+|i|i/web)/status(?:es)?/\d+(?:/(?:video|photo)/\d+)?/?$"),
-    "reddit": re.compile(rf"^/r/[^/]+/(?:comments/{_ID}(?:/[^/]*)?(?:/{_ID})?|s/{_ID})/?$"),
-}
-_URL_RE = re.compile(r"https?://[^\s<>\"'`]+", re.IGNORECASE)
-# Links pasted without a scheme ("vm.tiktok.com/ZM…"), recognised for the platforms only.
-_BARE_RE = re.compile(
-    r"(?<![\w@/.:-])((?:[a-z0-9-]+\.)*(?:tiktok\.com|instagram\.com|youtube\.com|youtu\.be|"
-    r"x\.com|twitter\.com|reddit\.com|redd\.it)/[^\s<>\"'`]*)",
-    re.IGNORECASE,
-)
-# Not "_" or "-": video ids end with those.
-_TRAILING = ".,;:!?'\"»”’…*~|"
-_BRACKETS = {")": "(", "]": "[", "}": "{", ">": "<"}
-
-
-@dataclass(frozen=True)
-class ParsedLink:
-    """A link split into what classification needs; `url` is rebuilt without user info."""
-
-    url: str
-    scheme: str
-    host: str
-    port: int
-    path: str
-    query: str
-
-
-def parse_link(url: str) -> ParsedLink | None:
-    """Split an http(s) URL; None for anything else, or for URLs with user info in them."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".").lower()
-    # "https://tiktok.com@evil.example/" is a classic trick; nobody shares links like that.
-    if scheme not in ("http", "https") or not host or "@" in parts.netloc:
-        return None
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    rebuilt = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-    return ParsedLink(rebuilt, scheme, host, port, parts.path or "/", parts.query)
-
-
-def platform_of_host(host: str) -> Platform | None:
-    """The platform a host belongs to, whatever the path."""
-    host = host.rstrip(".").lower()
-    for suffix, platform in _PLATFORM_HOSTS.items():
-        if host == suffix or host.endswith("." + suffix):
-            return platform
-    return None
-
-
-def _is_post(platform: Platform, link: ParsedLink) -> bool:
-    host = link.host
-    if platform == "tiktok" and host.endswith(_TIKTOK_SHORT_HOSTS):
-        return bool(re.fullmatch(rf"/{_ID}/?", link.path))
-    if platform == "youtube":
-        if host == "youtu.be" or host.endswith(".youtu.be"):
-            return bool(re.fullmatch(rf"/{_ID}/?", link.path))
-        if link.path.rstrip("/") == "/watch":
-            return bool(re.search(r"(?:^|&)v=[A-Za-z0-9_-]+", link.query))
-    if platform == "reddit" and (host == "redd.it" or host.endswith(".redd.it")):
-        # v.redd.it/<id> is the video itself; redd.it/<id> is a short link to a post.
-        return bool(re.fullmatch(rf"/{_ID}/?", link.path))
-    return bool(_POST_PATHS[platform].match(link.path))
-
-
-def has_media_suffix(path: str) -> bool:
-    return path.lower().endswith(MEDIA_SUFFIXES)
-
-
-def _is_extra_host(host: str, extra_hosts: tuple[str, ...]) -> bool:
-    return host in {h.rstrip(".").lower() for h in extra_hosts}
-
-
-def classify_link(url: str, *, extra_hosts: tuple[str, ...] = ()) -> Platform | None:
-    """Which fetcher handles `url`: a platform, "direct" for a media file, or None (refused).
-
-    `extra_hosts` (configuration, e.g. a test server) are treated as direct-media hosts for any
-    path; files on them are fetched directly, other pages go through yt-dlp's generic extractor.
-    """
-    link = parse_link(url)
-    if link is None:
-        return None
-    platform = platform_of_host(link.host)
-    if platform is not None and _is_post(platform, link):
-        return platform
-    # A media file is a media file wherever it is (v.redd.it/<id>/DASH_AUDIO_128.mp4).
-    if platform is not None and not has_media_suffix(link.path):
-        return None
-    if has_media_suffix(link.path) or _is_extra_host(link.host, extra_hosts):
-        return "direct"
-    return None
-
-
-def _strip_trailing(url: str) -> str:
-    """Drop the punctuation a sentence or markup puts after a link, keeping balanced brackets."""
-    while url:
-        last = url[-1]
-        unbalanced = last in _BRACKETS and url.count(_BRACKETS[last]) < url.count(last)
-        if last not in _TRAILING and not unbalanced:
-            break
-        url = url[:-1]
-    return url
-
-
-def find_links(
-    text: str, *, limit: int = MAX_LINKS_PER_MESSAGE, extra_hosts: tuple[str, ...] = ()
-) -> list[str]:
-    """The supported or direct-media links in a chat message, in order, deduplicated, at most
-    `limit` (a message full of links is not a batch job)."""
-    found: list[tuple[int, str]] = [(m.start(), m.group(0)) for m in _URL_RE.finditer(text)]
-    taken = [range(m.start(), m.end()) for m in _URL_RE.finditer(text)]
-    for match in _BARE_RE.finditer(text):
-        if not any(match.start() in span for span in taken):
-            found.append((match.start(), "https://" + match.group(1)))
-    links: list[str] = []
-    for _, raw in sorted(found):
-        url = _strip_trailing(raw)
-        if url not in links and classify_link(url, extra_hosts=extra_hosts) is not None:
-            links.append(url)
-        if len(links) >= limit:
-            break
-    return links
 
 
 # ---- content sniffing -----------------------------------------------------------------------

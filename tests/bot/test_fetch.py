@@ -31,16 +31,14 @@ from bot.core.errors import (
     UnsupportedSite,
     UserFacingError,
 )
+from bot.core.request import Attachment, Link
 from bot.fetch.fetcher import (
     Fetcher,
     FetchSlots,
     Platform,
-    classify_link,
-    find_links,
     sniff,
     ytdlp_user_error,
 )
-from bot.core.request import Attachment, Link
 from tests.fakes.media_server import (
     ENDLESS_MAX_BYTES,
     HTML_PAGE,
@@ -108,108 +106,6 @@ async def fetch_error(fetcher: Fetcher, url: str) -> UserFacingError:
 
 
 # ---- links ----------------------------------------------------------------------------------
-
-SUPPORTED = [
-    ("https://www.tiktok.com/@some.user/video/7234567890123456789", "tiktok"),
-    ("https://www.tiktok.com/@user/video/7234567890123456789?is_from_webapp=1", "tiktok"),
-    ("https://vm.tiktok.com/ZMabc123/", "tiktok"),
-    ("https://vt.tiktok.com/ZSabc123/", "tiktok"),
-    ("https://www.tiktok.com/t/ZTabc123/", "tiktok"),
-    ("https://m.tiktok.com/v/7234567890123456789.html", "tiktok"),
-    ("https://www.instagram.com/reel/Cabc123_-x/", "instagram"),
-    ("https://www.instagram.com/reels/Cabc123/", "instagram"),
-    ("https://instagram.com/p/Cabc123/?igsh=xyz", "instagram"),
-    ("https://www.instagram.com/tv/Cabc123", "instagram"),
-    ("https://www.instagram.com/someone/reel/Cabc123/", "instagram"),
-    ("https://www.youtube.com/shorts/abcdefghijk", "youtube"),
-    ("https://youtube.com/shorts/abcdefghijk?si=xyz", "youtube"),
-    ("https://youtu.be/abcdefghijk", "youtube"),
-    ("https://www.youtube.com/watch?v=abcdefghijk&t=42", "youtube"),
-    ("https://m.youtube.com/watch?feature=share&v=abcdefghijk", "youtube"),
-    ("https://x.com/someone/status/1234567890123456789", "x"),
-    ("https://twitter.com/someone/status/1234567890123456789/video/1", "x"),
-    ("https://mobile.twitter.com/someone/status/1234567890", "x"),
-    ("https://x.com/i/status/1234567890", "x"),
-    ("https://www.reddit.com/r/TheSimpsons/comments/abc123/some_title/", "reddit"),
-    ("https://old.reddit.com/r/TheSimpsons/comments/abc123/", "reddit"),
-    ("https://www.reddit.com/r/TheSimpsons/s/AbCdEf12", "reddit"),
-    ("https://v.redd.it/abc123xyz", "reddit"),
-    ("https://redd.it/abc123", "reddit"),
-    ("https://cdn.example.com/clips/episode.mp4", "direct"),
-    ("https://cdn.example.com/a/b/voice.OPUS", "direct"),
-    ("http://files.example.org/x.webm?token=1", "direct"),
-    ("https://v.redd.it/abc123xyz/DASH_AUDIO_128.mp4", "direct"),
-]
-REFUSED = [
-    "https://example.com/watch?v=1",
-    "https://vimeo.com/123456",
-    "https://www.tiktok.com/@someone",  # a profile, not a post
-    "https://www.youtube.com/@channel",
-    "https://www.youtube.com/playlist?list=PL123",
-    "https://www.youtube.com/watch?list=PL123",
-    "https://x.com/someone",
-    "https://www.instagram.com/someone/",
-    "https://www.reddit.com/r/TheSimpsons/",
-    "https://evil-tiktok.com/@u/video/1",  # not a subdomain of tiktok.com
-    "https://tiktok.com.evil.example/@u/video/1",
-    "https://tiktok.com@evil.example/@u/video/1.mp4",  # user info
-    "ftp://files.example.org/x.mp4",
-    "file:///etc/passwd.mp4",
-    "https://example.com/clip.mp4.html",
-    "not a link",
-]
-
-
-@pytest.mark.parametrize(("url", "platform"), SUPPORTED)
-def test_classify_supported(url: str, platform: str) -> None:
-    assert classify_link(url) == platform
-
-
-@pytest.mark.parametrize("url", REFUSED)
-def test_classify_refused(url: str) -> None:
-    assert classify_link(url) is None
-
-
-def test_extra_hosts_are_direct_for_any_path() -> None:
-    assert classify_link("http://127.0.0.1:8080/post/short") is None
-    assert classify_link("http://127.0.0.1:8080/post/short", extra_hosts=("127.0.0.1",)) == (
-        "direct"
-    )
-
-
-@pytest.mark.parametrize(
-    ("text", "links"),
-    [
-        ("which episode? https://vm.tiktok.com/ZMabc123/", ["https://vm.tiktok.com/ZMabc123/"]),
-        (
-            "see <https://youtu.be/abcdefghijk>, and (https://x.com/a/status/1).",
-            ["https://youtu.be/abcdefghijk", "https://x.com/a/status/1"],
-        ),
-        (
-            "[clip](https://www.instagram.com/reel/Cabc123/) https://www.instagram.com/reel/Cabc123/",
-            ["https://www.instagram.com/reel/Cabc123/"],
-        ),
-        ("bare link vm.tiktok.com/ZMabc123 please", ["https://vm.tiktok.com/ZMabc123"]),
-        ("file: https://cdn.example.com/a.mp4!", ["https://cdn.example.com/a.mp4"]),
-        ("https://example.com/page and https://vimeo.com/1 are not ours", []),
-        ("no links at all", []),
-        ("**https://youtu.be/abcdefghij_**", ["https://youtu.be/abcdefghij_"]),
-        ("||https://x.com/a/status/12||", ["https://x.com/a/status/12"]),
-        ("mail me at bob@x.com/i/status/1", []),
-        (
-            "https://youtu.be/aaaaaaaaaaa https://youtu.be/bbbbbbbbbbb "
-            "https://youtu.be/ccccccccccc https://youtu.be/ddddddddddd",
-            [
-                "https://youtu.be/aaaaaaaaaaa",
-                "https://youtu.be/bbbbbbbbbbb",
-                "https://youtu.be/ccccccccccc",
-            ],
-        ),
-    ],
-)
-def test_find_links(text: str, links: list[str]) -> None:
-    assert find_links(text) == links
-
 
 @pytest.mark.parametrize(
     "head",

@@ -36,13 +36,13 @@ from discord import app_commands
 
 from bot.config import Settings
 from bot.core.errors import Busy, FetchFailed, Internal
-from bot.fetch.fetcher import find_links
 from bot.core.limits import Limits
 from bot.core.live import LiveReply, RetryLater
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.request import Attachment, Link, Request, User, new_request_id
 from bot.core.service import Service
 from bot.core.states import Failed, Finished, State, is_final
+from bot.links import find_links
 
 logger = logging.getLogger(__name__)
 

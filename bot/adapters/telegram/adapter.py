@@ -58,13 +58,13 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.config import Settings
 from bot.core.errors import Busy, FetchFailed, TooLarge, UserFacingError
-from bot.fetch.fetcher import find_links
 from bot.core.limits import Limits
 from bot.core.live import LiveReply, RetryLater
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.request import Attachment, Link, Request, User, new_request_id
 from bot.core.service import Service
 from bot.core.states import Failed, State, is_final
+from bot.links import find_links
 
 logger = logging.getLogger(__name__)
 
