@@ -92,6 +92,11 @@ CONFLICT_GAP_S = 35.0
 RESTARTING = "I'm restarting; send that again in a minute."
 # PTB names the task that long-polls getUpdates; polling dies with it (e.g. on InvalidToken).
 _POLLING_TASK_NAME = "Updater:start_polling:polling_task"
+# At stop PTB calls getUpdates once more to mark what it fetched as read, and logs a failure of
+# that call with a stack trace. It is harmless (at worst an update comes again after the
+# restart) and common on a busy machine or a slow network: one warning line is enough.
+_UPDATER_LOGGER = "telegram.ext.Updater"
+_CLEANUP_FAILED = "Error while calling `get_updates` one more time"
 
 COMMANDS = (
     ("whichepisode", "Which episode is this clip from? Reply to a clip or add a link"),
@@ -383,6 +388,23 @@ class _ReplyMessage:
             else:
                 raise
         self.final_shown = rendered.final
+
+
+class _QuietShutdownPoll(logging.Filter):
+    """Turns PTB's stack trace for a failed last getUpdates at stop into one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith(_CLEANUP_FAILED):
+            error = record.exc_info[1] if record.exc_info else None
+            record.msg = "telegram: could not mark the last updates as read at stop (%r)"
+            record.args = (error,)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_QUIET_SHUTDOWN_POLL = _QuietShutdownPoll()
+logging.getLogger(_UPDATER_LOGGER).addFilter(_QUIET_SHUTDOWN_POLL)
 
 
 # ---------------------------------------------------------------------------------------------
