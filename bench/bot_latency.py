@@ -54,24 +54,24 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from bot.core.cache import AnswerCache
-from bot.config import Settings, load_settings
 from bot.adapters.discord.adapter import EDIT_INTERVAL_S, DiscordAdapter
-from bot.fetch.fetcher import Fetcher
+from bot.adapters.telegram.adapter import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
+from bot.config import Settings, load_settings
+from bot.core.cache import AnswerCache
 from bot.core.limits import Limits
 from bot.core.render import format_timestamp
 from bot.core.request import Attachment, Link, Request
 from bot.core.service import Service
 from bot.core.states import Finished, State
-from bot.adapters.telegram.adapter import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
+from bot.fetch.fetcher import Fetcher
+from bot.synth.encode import Video, encode, run_ffmpeg
+from bot.synth.episodes import make_catalogue
 from matcher.build import build_index
 from matcher.decode import decode_bytes
-from matcher.ffmpeg import find_ffmpeg
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams
 from matcher.store import MANIFEST, load_index, read_manifest
-from matcher.synth import make_catalogue
 from tests.fakes.discord_server import FakeDiscord, embed_text
 from tests.fakes.telegram_server import TOKEN, FakeTelegramServer, visible_text
 
@@ -95,8 +95,8 @@ EPISODE_S = 300.0
 CATALOGUE_SEED = 2026
 CLIP_S = 10
 # Phone-sized video: the download and the demuxing are part of what a user waits for.
-VIDEO = ("testsrc2=s=540x960:r=30", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "30",
-         "-pix_fmt", "yuv420p")
+VIDEO = Video("testsrc2=s=540x960:r=30", ("-c:v", "libx264", "-preset", "ultrafast", "-crf", "30",
+               "-pix_fmt", "yuv420p"))
 AUDIO = ("-c:a", "aac", "-b:a", "128k", "-ar", "44100")
 # Titles of replies that are not answers yet (bot.core.render): the final reply is anything else.
 PROGRESS_TITLES = ("Getting the clip", "Listening", "Waiting in line")
@@ -119,18 +119,6 @@ class Clip:
 
 def episode_id(i: int) -> str:
     return f"S01E{i + 1:02d}"
-
-
-def ffmpeg(*args: str, stdin: bytes | None = None) -> None:
-    subprocess.run(
-        [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-        input=stdin, check=True, capture_output=True,
-    )
-
-
-def raw_input_args() -> list[str]:
-    """Our float32 samples on stdin, as ffmpeg input 0."""
-    return ["-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", "pipe:0"]
 
 
 def prepare(n_clips: int, log: Callable[[str], None]) -> tuple[Path, list[Clip]]:
@@ -156,9 +144,7 @@ def prepare(n_clips: int, log: Callable[[str], None]) -> tuple[Path, list[Clip]]
     for i in range(N_EPISODES):
         path = season / f"Bench Show - {episode_id(i)} - Episode {i + 1}.m4a"
         if not path.is_file():
-            tmp = path.with_suffix(".tmp.m4a")
-            ffmpeg(*raw_input_args(), *AUDIO, str(tmp), stdin=audio()[i].tobytes())
-            tmp.rename(path)
+            encode(path, audio()[i], sr=SR, audio_args=AUDIO)
     if not (index_dir / MANIFEST).is_file():
         started = time.perf_counter()
         report = build_index([episodes_dir], index_dir=index_dir, workers=2)
@@ -175,9 +161,7 @@ def prepare(n_clips: int, log: Callable[[str], None]) -> tuple[Path, list[Clip]]
                 continue
             i = int(clip.episode[-2:]) - 1
             samples = audio()[i][clip.start_s * SR : (clip.start_s + CLIP_S) * SR]
-            video = ["-f", "lavfi", "-i", f"{VIDEO[0]}:d={CLIP_S}"]
-            ffmpeg(*raw_input_args(), *video, *AUDIO, *VIDEO[1:], "-shortest",
-                   str(clips_dir / clip.file), stdin=samples.tobytes())
+            encode(clips_dir / clip.file, samples, sr=SR, audio_args=AUDIO, video=VIDEO)
         clips_json.write_text(json.dumps([dataclasses.asdict(c) for c in clips], indent=1))
     return index_dir, clips
 
@@ -644,7 +628,7 @@ def decode_layouts(clip_path: Path, reps: int) -> dict[str, Any]:
     interleaved. ffmpeg's CPU time (children's rusage) is kept too: it does not depend on how
     busy the machine is, wall time does."""
     fast = WORK / "faststart.mp4"
-    ffmpeg("-i", str(clip_path), "-c", "copy", "-movflags", "+faststart", str(fast))
+    run_ffmpeg("-i", str(clip_path), "-c", "copy", "-movflags", "+faststart", str(fast))
     layouts = {"moov_at_end": clip_path.read_bytes(), "faststart": fast.read_bytes()}
     wall: dict[str, list[float]] = {name: [] for name in layouts}
     cpu: dict[str, list[float]] = {name: [] for name in layouts}

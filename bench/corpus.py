@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from bot.synth.encode import Video, encode
 from matcher.ffmpeg import find_ffmpeg
 
 OUT = Path(__file__).parent / "out"
@@ -662,50 +663,16 @@ def _add_scenes(
             timeline.silence(pause_s)
 
 
+# People keep episodes as mp4: a still H.264 picture, as small as a video track gets.
+_STILL_VIDEO = Video(
+    "color=c=black:s=64x36:r=2", ("-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage")
+)
+
+
 def write_mp4(path: Path, y: np.ndarray, *, sr: int = SR, bitrate: str = "96k") -> None:
-    """An mp4 as people keep them: a tiny black H.264 track and AAC audio."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
-    duration = f"{y.size / sr:.6f}"
-    cmd = [
-        find_ffmpeg(),
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "f32le",
-        "-ar",
-        str(sr),
-        "-ac",
-        "1",
-        "-i",
-        "pipe:0",
-        "-f",
-        "lavfi",
-        "-i",
-        f"color=c=black:s=64x36:r=2:d={duration}",
-        "-map",
-        "1:v",
-        "-map",
-        "0:a",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "stillimage",
-        "-c:a",
-        "aac",
-        "-b:a",
-        bitrate,
-        "-shortest",
-        "-movflags",
-        "+faststart",
-        os.fspath(tmp),
-    ]
-    subprocess.run(cmd, input=np.asarray(y, "<f4").tobytes(), check=True, capture_output=True)
-    os.replace(tmp, path)
+    """An mp4 as people keep them: a tiny black H.264 track and AAC audio, index first."""
+    audio = ("-c:a", "aac", "-b:a", bitrate)
+    encode(path, y, sr=sr, audio_args=audio, video=_STILL_VIDEO, faststart=True)
 
 
 def _title(rng: random.Random, lines: Sequence[str]) -> str:

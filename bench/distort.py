@@ -13,7 +13,6 @@ episode decode at a time. The same corpus and seed always give the same queries.
 from __future__ import annotations
 
 import math
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ import numpy as np
 from scipy import signal
 
 from bench.corpus import OVERLAY_TRACKS, SR, Corpus, EpisodeInfo, read_audio, recording
-from matcher.ffmpeg import find_ffmpeg
-from matcher.synth import change_speed, mix, phone_recording
+from bot.synth.degrade import change_speed, mix, phone_recording
+from bot.synth.encode import codec_roundtrip
 
 CLIP_LENGTHS_S = (3.0, 5.0, 10.0)
 PAL_SPEED = 25.0 / 23.976
@@ -92,28 +91,6 @@ class Query:
 
 # ---------------------------------------------------------------------------------------------
 # Degradations (all float32 at `sr` in, float32 out)
-
-
-def codec_roundtrip(y: np.ndarray, *, sr: int, codec: str, bitrate: str) -> np.ndarray:
-    """Encode with ffmpeg (`aac` in ADTS or `libopus` in Ogg) and decode back to `sr`."""
-    # (muxer, demuxer): ffmpeg writes raw AAC as "adts" but reads it back as "aac".
-    muxer, demuxer = {"aac": ("adts", "aac"), "libopus": ("ogg", "ogg")}[codec]
-    base = [find_ffmpeg(), "-nostdin", "-loglevel", "error"]
-    raw = ["-f", "f32le", "-ar", str(sr), "-ac", "1"]
-    encoded = subprocess.run(
-        [*base, *raw, "-i", "pipe:0", "-c:a", codec, "-b:a", bitrate, "-f", muxer, "pipe:1"],
-        input=np.asarray(y, "<f4").tobytes(),
-        capture_output=True,
-        check=True,
-    ).stdout
-    decoded = subprocess.run(
-        [*base, "-f", demuxer, "-i", "pipe:0", *raw, "pipe:1"],
-        input=encoded,
-        capture_output=True,
-        check=True,
-    ).stdout
-    out = np.frombuffer(decoded, dtype="<f4")
-    return _fit(out, y.size)
 
 
 def time_stretch(y: np.ndarray, *, rate: float) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from matcher.decode import decode_bytes
-from matcher.ffmpeg import find_ffmpeg
+from bot.synth.degrade import add_noise, mix, phone_recording
+from bot.synth.encode import codec_roundtrip
+from bot.synth.episodes import make_catalogue, make_episode
 from matcher.hashes import peaks2hashes
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.peaks import audio2peaks
 from matcher.repeats import find_repeats
-from matcher.synth import add_noise, make_catalogue, make_episode, mix, phone_recording
 
 OUT = Path(__file__).parent / "out"
 SOURCE_SR = 16000
@@ -67,35 +66,7 @@ def _resample(y: np.ndarray, sr: int) -> np.ndarray:
 
 
 def _aac(y: np.ndarray) -> np.ndarray:
-    pcm = (np.clip(y, -1, 1) * 32767).astype("<i2").tobytes()
-    encoded = subprocess.run(
-        [
-            find_ffmpeg(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "s16le",
-            "-ar",
-            str(SOURCE_SR),
-            "-ac",
-            "1",
-            "-i",
-            "pipe:0",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "32k",
-            "-f",
-            "adts",
-            "pipe:1",
-        ],
-        input=pcm,
-        capture_output=True,
-        check=True,
-    ).stdout
-    audio = decode_bytes(encoded, sr=SOURCE_SR, max_duration_s=60, timeout_s=30)
-    return audio.samples
+    return codec_roundtrip(y, sr=SOURCE_SR, codec="aac", bitrate="32k")
 
 
 def distortions(music: np.ndarray, rng: np.random.Generator) -> dict[str, Callable]:  # type: ignore[type-arg]

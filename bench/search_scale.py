@@ -1,7 +1,7 @@
 """Search cost and accuracy on a 100-hour index, per distortion (the issue-3 matcher numbers).
 
 The index is real fingerprints of synthetic audio, not synthesised postings: 300 episodes of
-20 minutes from `matcher.synth` (one show: shared intro, cues and cast), fingerprinted with the
+20 minutes from `bot.synth` (one show: shared intro, cues and cast), fingerprinted with the
 default parameters (18.1 M postings, 0.72 MB per hour). Fingerprinting them takes ~10 minutes
 of one core, so the hashes are cached in bench/out/. Clips are cut from the same episodes
 (regenerated from their seeds) and degraded; null clips are dialogue of other casts (see the
@@ -23,14 +23,15 @@ from pathlib import Path
 import librosa
 import numpy as np
 
-from matcher import synth
+from bot.synth.degrade import change_speed, mix, phone_recording
+from bot.synth.episodes import episode_seed, make_dialogue, make_episode
+from bot.synth.music import make_cues, make_intro
 from matcher.hashes import Hashes, peaks2hashes
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.peaks import audio2peaks
 from matcher.repeats import find_repeats
-from matcher.synth import change_speed, mix, phone_recording
 
 OUT = Path(__file__).parent / "out"
 SR = 8000
@@ -39,16 +40,16 @@ SHOW_SEED = 99
 
 
 def _episode_audio(i: int, intro: np.ndarray, cues: list[np.ndarray]) -> np.ndarray:
-    return synth.make_episode(
-        sr=SR, duration_s=EPISODE_S, seed=synth.episode_seed(seed=SHOW_SEED, index=i),
+    return make_episode(
+        sr=SR, duration_s=EPISODE_S, seed=episode_seed(seed=SHOW_SEED, index=i),
         intro=intro, shared_cues=cues, cast_seed=SHOW_SEED,
     )
 
 
 def build(n_episodes: int, params: FingerprintParams) -> FingerprintIndex:
     cache = OUT / f"search_scale_{n_episodes}_{params.digest()}.npz"
-    intro = synth.make_intro(sr=SR, seed=SHOW_SEED)
-    cues = synth.make_cues(sr=SR, seed=SHOW_SEED)
+    intro = make_intro(sr=SR, seed=SHOW_SEED)
+    cues = make_cues(sr=SR, seed=SHOW_SEED)
     if not cache.is_file():
         OUT.mkdir(parents=True, exist_ok=True)
         keys, frames, lens, nfr = [], [], [], []
@@ -79,11 +80,6 @@ def build(n_episodes: int, params: FingerprintParams) -> FingerprintIndex:
     return FingerprintIndex.from_hashes(params=params, episodes=episodes, hashes=hashes)
 
 
-def _dialogue_of_another_show(seed: int, dur_s: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    cast = synth._make_cast(np.random.default_rng(seed + 1), sr=SR)
-    speech = synth._dialogue(round(dur_s * SR), cast, rng, sr=SR)[: round(dur_s * SR)]
-    return speech + synth._room_tone(speech.size, rng, rms=0.002)
 
 
 def main() -> None:
@@ -103,10 +99,10 @@ def main() -> None:
     print(f"repeats: {len(index.repeats)} spans ({time.process_time() - started:.0f} s CPU)",
           flush=True)
     matcher = Matcher(index, search=SearchParams())
-    intro = synth.make_intro(sr=SR, seed=SHOW_SEED)
-    cues = synth.make_cues(sr=SR, seed=SHOW_SEED)
+    intro = make_intro(sr=SR, seed=SHOW_SEED)
+    cues = make_cues(sr=SR, seed=SHOW_SEED)
     rng = np.random.default_rng(11)
-    music = synth.make_episode(sr=SR, duration_s=60, seed=12345)
+    music = make_episode(sr=SR, duration_s=60, seed=12345)
     picks = [(int(rng.integers(args.episodes)), float(rng.uniform(30, EPISODE_S - 50)))
              for _ in range(args.clips)]
     audio: dict[int, np.ndarray] = {}
@@ -171,8 +167,8 @@ def main() -> None:
         run("pitch -3 st", lambda y: librosa.effects.pitch_shift(y, sr=SR, n_steps=-3))
     if want("null"):
         null("null: dialogue of other casts",
-             lambda i, d: _dialogue_of_another_show(880_000 + i, d))
-        null("null: whole scenes of other shows (synthetic music)", lambda i, d: synth.make_episode(
+             lambda i, d: make_dialogue(sr=SR, duration_s=d, seed=880_000 + i))
+        null("null: whole scenes of other shows (synthetic music)", lambda i, d: make_episode(
             sr=SR, duration_s=d, seed=777_000 + i, cast_seed=1000 + i))
     OUT.mkdir(parents=True, exist_ok=True)
     header = ["| clips | right (episode, ±1 s) | CPU p50 ms | CPU p95 ms |", "|---|---|---|---|"]

@@ -6,7 +6,7 @@
 Everything runs on ONE core: the script re-executes itself pinned to CPU 0 with every BLAS/OpenMP
 pool at one thread (ffmpeg inherits the pinning), at `nice -5` when allowed. Two scales:
 
-(a) a real small catalogue: `matcher.synth` episodes written as real media files (mp4: AAC 48 kHz
+(a) a real small catalogue: `bot.synth` episodes written as real media files (mp4: AAC 48 kHz
     stereo and a tiny H.264 track, like a ripped episode) and built with `build_index`, decoding
     included;
 (b) a 100-hour index (300 x 20 min). Generating and fingerprinting 100 h of synthetic audio takes
@@ -58,7 +58,6 @@ SEED = 2
 SHOW = "Speed Show"
 EPISODE_ENCODE = ("-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2")
 CLIP_ENCODE = ("-c:a", "aac", "-b:a", "128k", "-ar", "44100", "-ac", "2")
-TINY_VIDEO = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
 CLIP_DURATIONS_S = (3.0, 5.0, 10.0)
 # Half the clips are played at a changed speed (resample-style), as reposted clips often are.
 SPEED_RANGE = (0.8, 1.5)
@@ -193,29 +192,15 @@ class Clip:
     speed: float
 
 
-def _ffmpeg() -> str:
-    from matcher.ffmpeg import find_ffmpeg
-
-    return find_ffmpeg()
-
-
-def encode(wav: Path, out: Path, audio_args: Sequence[str]) -> None:
-    """WAV → mp4 with AAC audio and a tiny black video track, through the real ffmpeg."""
-    cmd = [
-        _ffmpeg(), "-nostdin", "-y", "-loglevel", "error", "-i", str(wav),
-        "-f", "lavfi", "-i", "color=c=black:s=32x32:r=5",
-        "-map", "0:a", "-map", "1:v", *audio_args, *TINY_VIDEO, "-shortest", str(out),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
-
-
 def episode_id(index: int) -> str:
     return f"S01E{index + 1:02d}"
 
 
 def make_media(profile: Profile, *, log: Callable[[str], None]) -> tuple[Path, list[Clip]]:
     """Episode files and clip files for scale (a), reused when already made."""
-    from matcher import synth
+    from bot.synth.degrade import change_speed
+    from bot.synth.encode import TINY_VIDEO, encode
+    from bot.synth.episodes import make_catalogue
     from matcher.params import FingerprintParams
 
     sr = FingerprintParams().sr
@@ -241,14 +226,12 @@ def make_media(profile: Profile, *, log: Callable[[str], None]) -> tuple[Path, l
     show_dir.mkdir(parents=True)
     clip_dir.mkdir(parents=True)
     log(f"making {profile.episodes} episode files of {profile.episode_s / 60:.0f} min (cached)")
-    episodes = synth.make_catalogue(
+    episodes = make_catalogue(
         sr=sr, n_episodes=profile.episodes, duration_s=profile.episode_s, seed=SEED
     )
     for i, y in enumerate(episodes):
-        wav = root / "tmp.wav"
-        synth.write_wav(wav, y, sr=sr)
-        encode(wav, show_dir / f"{SHOW} - {episode_id(i)}.mp4", EPISODE_ENCODE)
-        wav.unlink()
+        path = show_dir / f"{SHOW} - {episode_id(i)}.mp4"
+        encode(path, y, sr=sr, audio_args=EPISODE_ENCODE, video=TINY_VIDEO)
     rng = np.random.default_rng(SEED)
     clips: list[Clip] = []
     for duration_s in CLIP_DURATIONS_S:
@@ -260,12 +243,9 @@ def make_media(profile: Profile, *, log: Callable[[str], None]) -> tuple[Path, l
             a = round(start_s * sr)
             piece = episodes[ep][a : a + round(source_s * sr)]
             if speed != 1.0:
-                piece = synth.change_speed(piece, factor=speed)
-            wav = clip_dir / "tmp.wav"
-            synth.write_wav(wav, piece, sr=sr)
+                piece = change_speed(piece, factor=speed)
             path = clip_dir / f"clip-{duration_s:g}s-{k:02d}.mp4"
-            encode(wav, path, CLIP_ENCODE)
-            wav.unlink()
+            encode(path, piece, sr=sr, audio_args=CLIP_ENCODE, video=TINY_VIDEO)
             clips.append(Clip(str(path), episode_id(ep), start_s, duration_s, speed))
     manifest.write_text(json.dumps({"recipe": recipe, "clips": [asdict(c) for c in clips]}))
     return root / "episodes", clips
@@ -340,7 +320,8 @@ def _real_subset(
 ) -> tuple[list[Any], list[Any], dict[str, float]]:
     """Real fingerprints: the built episodes of (a) (from its build cache) and `extra` more
     episodes of the same show generated and fingerprinted in memory (timed, to extrapolate)."""
-    from matcher import synth
+    from bot.synth.episodes import episode_seed, make_episode
+    from bot.synth.music import make_cues, make_intro
     from matcher.hashes import Hashes, peaks2hashes
     from matcher.params import FingerprintParams
     from matcher.peaks import audio2peaks
@@ -354,15 +335,15 @@ def _real_subset(
         with np.load(cached) as data:
             hashes.append(Hashes(key=data["key"], anchor_frame=data["anchor_frame"]))
         episodes.append((e["id"], float(e["duration_s"]), int(e["n_frames"])))
-    intro = synth.make_intro(sr=params.sr, seed=SEED)
-    cues = synth.make_cues(sr=params.sr, seed=SEED)
+    intro = make_intro(sr=params.sr, seed=SEED)
+    cues = make_cues(sr=params.sr, seed=SEED)
     gen_s, fp_s = [], []
     for i in range(profile.episodes, profile.episodes + extra):
         with timed() as tg:
-            y = synth.make_episode(
+            y = make_episode(
                 sr=params.sr,
                 duration_s=profile.episode_s,
-                seed=synth.episode_seed(seed=SEED, index=i),
+                seed=episode_seed(seed=SEED, index=i),
                 intro=intro,
                 shared_cues=cues,
                 cast_seed=SEED,

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.synth.encode import write_wav
+from bot.synth.episodes import make_catalogue
 from matcher.hashes import peaks2hashes
 from matcher.index import Episode, FingerprintIndex
 from matcher.params import FingerprintParams
 from matcher.peaks import audio2peaks
 from matcher.repeats import find_repeats
-from matcher.synth import make_catalogue, write_wav
 
 SR = 8000
 CATALOGUE_EPISODES = 6

@@ -1,8 +1,8 @@
 """Builds real media files for tests by running the real ffmpeg on generated audio.
 
-Test signals are numpy arrays written to WAV with the stdlib `wave` module, then encoded into
-the containers users actually send. Nothing here is a fake: if the bundled ffmpeg cannot encode
-a format, the test that needs it is skipped with the reason, never silently passed.
+Test signals are numpy arrays encoded by `bot.synth.encode` into the containers users actually
+send. Nothing here is a fake: if the bundled ffmpeg cannot encode a format, the test that needs
+it is skipped with the reason, never silently passed.
 
 Must never download media or depend on files outside the test's tmp_path.
 """
@@ -12,17 +12,14 @@ from __future__ import annotations
 import functools
 import struct
 import subprocess
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bot.synth.encode import AAC_128K, TINY_VIDEO, Video, encode, run_ffmpeg
 from matcher.ffmpeg import find_ffmpeg
-
-# A tiny video stream: enough for the container to be a real video, cheap to encode.
-_VIDEO_SOURCE = "color=c=black:s=32x32:r=10"
 
 
 @dataclass(frozen=True)
@@ -31,28 +28,24 @@ class Format:
 
     suffix: str
     audio_args: tuple[str, ...]
-    video_args: tuple[str, ...] = ()
+    video: Video | None = None
     encoders: tuple[str, ...] = ()
 
     @property
     def has_video(self) -> bool:
-        return bool(self.video_args)
+        return self.video is not None
 
 
-_X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
-_AAC = ("-c:a", "aac", "-b:a", "128k")
+_VP8 = Video(
+    TINY_VIDEO.source, ("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "50k")
+)
 
 FORMATS: dict[str, Format] = {
-    "mp4": Format(".mp4", _AAC, _X264, ("aac", "libx264")),
-    "mov": Format(".mov", _AAC, _X264, ("aac", "libx264")),
-    "mkv": Format(".mkv", _AAC, _X264, ("aac", "libx264")),
-    "webm": Format(
-        ".webm",
-        ("-c:a", "libopus", "-b:a", "96k"),
-        ("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "50k"),
-        ("libopus", "libvpx"),
-    ),
-    "m4a": Format(".m4a", _AAC, encoders=("aac",)),
+    "mp4": Format(".mp4", AAC_128K, TINY_VIDEO, ("aac", "libx264")),
+    "mov": Format(".mov", AAC_128K, TINY_VIDEO, ("aac", "libx264")),
+    "mkv": Format(".mkv", AAC_128K, TINY_VIDEO, ("aac", "libx264")),
+    "webm": Format(".webm", ("-c:a", "libopus", "-b:a", "96k"), _VP8, ("libopus", "libvpx")),
+    "m4a": Format(".m4a", AAC_128K, encoders=("aac",)),
     "mp3": Format(".mp3", ("-c:a", "libmp3lame", "-b:a", "128k"), encoders=("libmp3lame",)),
     "ogg": Format(".ogg", ("-c:a", "libvorbis", "-q:a", "5"), encoders=("libvorbis",)),
     # Telegram voice notes: Ogg Opus, mono, 48 kHz, speech-tuned, low bitrate.
@@ -82,18 +75,6 @@ def require_encoders(*names: str) -> None:
         pytest.skip(f"the ffmpeg under test has no {', '.join(missing)} encoder")
 
 
-def write_wav(path: Path, samples: np.ndarray, sr: int) -> Path:
-    """Write float samples [shape=(n,) or (n, channels)] in [-1, 1] as 16-bit PCM WAV."""
-    frames = samples if samples.ndim == 2 else samples[:, np.newaxis]
-    pcm = np.round(np.clip(frames, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(frames.shape[1])
-        out.setsampwidth(2)
-        out.setframerate(sr)
-        out.writeframes(pcm.tobytes())
-    return path
-
-
 def streaming_wav_header(sr: int, channels: int = 1) -> bytes:
     """A 16-bit PCM WAV header with unknown length, as live streams write it."""
     unknown = 0xFFFFFFFF
@@ -119,29 +100,21 @@ def make_media(
     """
     spec = FORMATS[fmt]
     require_encoders(*spec.encoders)
-    source = write_wav(tmp_path / f"source-{fmt}.wav", samples, sr)
-    duration_s = len(samples) / sr
-    inputs = ["-i", str(source)]
-    if spec.has_video:
-        inputs += ["-f", "lavfi", "-i", f"{_VIDEO_SOURCE}:d={duration_s:.6f}"]
-    layout = ["-movflags", "+faststart"] if faststart else []
     name = f"clip-{fmt}{'-faststart' if faststart else ''}{spec.suffix}"
-    output = tmp_path / name
-    run_ffmpeg(*inputs, *spec.audio_args, *spec.video_args, *layout, str(output))
-    return output
+    return encode(
+        tmp_path / name,
+        samples,
+        sr=sr,
+        audio_args=spec.audio_args,
+        video=spec.video,
+        faststart=faststart,
+    )
 
 
 def make_silent_video(tmp_path: Path, duration_s: float) -> Path:
     """An mp4 with a video stream and no audio stream at all."""
     require_encoders("libx264")
     output = tmp_path / "no-audio.mp4"
-    run_ffmpeg("-f", "lavfi", "-i", f"{_VIDEO_SOURCE}:d={duration_s:.6f}", *_X264, str(output))
+    source = f"{TINY_VIDEO.source}:d={duration_s:.6f}"
+    run_ffmpeg("-f", "lavfi", "-i", source, *TINY_VIDEO.args, str(output))
     return output
-
-
-def run_ffmpeg(*args: str) -> None:
-    subprocess.run(
-        [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-        check=True,
-        capture_output=True,
-    )

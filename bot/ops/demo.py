@@ -8,7 +8,6 @@ bot edits into its reply. Needs no network, no tokens and no system packages.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,14 +17,15 @@ import numpy as np
 
 from bot.core.render import Rendered, format_timestamp, render_state
 from bot.core.states import Fetching, Finished, Listening
+from bot.synth.degrade import add_noise, change_speed
+from bot.synth.encode import encode
+from bot.synth.episodes import make_catalogue
 from matcher.build import build_index
 from matcher.decode import decode_file
-from matcher.ffmpeg import find_ffmpeg
 from matcher.identify import Matcher
 from matcher.names import EpisodeId
 from matcher.params import FingerprintParams
 from matcher.store import index_size_bytes, load_index
-from matcher.synth import add_noise, change_speed, make_catalogue, write_wav
 
 SHOW = "Wok Street"
 SEED = 2026
@@ -127,6 +127,11 @@ def _make_clip(media: Path, out: Path, plan: ClipPlan) -> Path:
     return path
 
 
+def _encode(samples: np.ndarray, path: Path, *, bitrate: str) -> None:
+    """AAC in an MPEG-4 container, as phones and most downloads store audio."""
+    encode(path, samples, sr=SOURCE_SR, audio_args=("-c:a", "aac", "-b:a", bitrate))
+
+
 def _describe_plan(plan: ClipPlan) -> str:
     speed = f", played at {plan.speed:g}× speed" if plan.speed != 1.0 else ""
     return (
@@ -170,19 +175,3 @@ class _LiveLine:
     def done(self) -> None:
         if self.tty:
             sys.stdout.write("\n")
-
-
-def _encode(samples: np.ndarray, path: Path, *, bitrate: str) -> None:
-    """AAC in an MPEG-4 container, as phones and most downloads store audio."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wav = path.with_suffix(".wav")
-    write_wav(wav, samples, sr=SOURCE_SR)
-    try:
-        subprocess.run(
-            [find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-             "-i", str(wav), "-c:a", "aac", "-b:a", bitrate, str(path)],
-            check=True,
-            capture_output=True,
-        )
-    finally:
-        wav.unlink(missing_ok=True)

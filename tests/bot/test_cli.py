@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matcher.synth import make_episode
+from bot.synth.episodes import make_episode
 from tests.fakes.media_server import serve_media
 from tests.media import make_media
 

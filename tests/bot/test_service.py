@@ -17,19 +17,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bot.core.cache import AnswerCache, link_key, media_key
 from bot.config import LimitSettings, Settings
+from bot.core.cache import AnswerCache, link_key, media_key
 from bot.core.errors import RateLimited
-from bot.fetch.fetcher import Fetcher
 from bot.core.limits import Limits
 from bot.core.live import LiveReply
 from bot.core.render import Rendered, render_state
 from bot.core.request import Attachment, Link, Request, User
 from bot.core.service import Service
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State
+from bot.fetch.fetcher import Fetcher
+from bot.synth.episodes import make_episode
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
-from matcher.synth import make_episode
 from tests.media import make_media, make_silent_video
 
 SR = 8000

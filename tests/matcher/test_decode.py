@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from bot.synth.encode import encode
 from matcher.decode import Audio, decode_bytes, decode_file
 from matcher.errors import (
     DecodeTimeoutError,
@@ -24,14 +25,7 @@ from matcher.errors import (
     UnreadableMediaError,
 )
 from matcher.ffmpeg import find_ffmpeg
-from tests.media import (
-    FORMATS,
-    make_media,
-    make_silent_video,
-    run_ffmpeg,
-    streaming_wav_header,
-    write_wav,
-)
+from tests.media import FORMATS, make_media, make_silent_video, streaming_wav_header
 
 SOURCE_SR = 44100
 SR = 8000
@@ -142,6 +136,12 @@ def media(media_dir: Path) -> dict[str, Path]:
 # --- every format users send -------------------------------------------------------------------
 
 
+# How much of the waveform a format keeps. Opus at 32 kb/s in voip mode keeps speech, not the
+# waveform, and decoders differ in how much: the wheel's ffmpeg (libopus) gives 0.96, Debian's
+# ffmpeg 5.1 (its native Opus decoder) 0.935. The tones per second are checked exactly either way.
+MIN_CORRELATION = {"opus": 0.85}
+
+
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_format_decodes_to_mono_float32_with_content_intact(
     media: dict[str, Path], fmt: str
@@ -155,7 +155,9 @@ def test_format_decodes_to_mono_float32_with_content_intact(
     assert audio.duration_s == pytest.approx(DURATION_S, abs=0.05)
     assert np.abs(audio.samples).max() <= 1.0
     assert_sections(audio)
-    assert best_correlation(audio.samples, REFERENCE, max_lag=SR // 20) > 0.95
+    assert best_correlation(audio.samples, REFERENCE, max_lag=SR // 20) > MIN_CORRELATION.get(
+        fmt, 0.95
+    )
 
 
 @pytest.mark.parametrize("fmt", ["mp4+faststart", "webm", "ogg", "opus", "mp3", "wav"])
@@ -355,10 +357,8 @@ def index_at_end_m4a(media_dir: Path) -> Path:
     """An m4a with moov after a data section too large for ffmpeg to buffer from a pipe."""
     t = np.arange(SOURCE_SR * 8) / SOURCE_SR
     tone = 0.5 * np.sin(2 * np.pi * 440.0 * t)
-    source = write_wav(media_dir / "long-tone.wav", tone, SOURCE_SR)
-    output = media_dir / "index-at-end.m4a"
-    run_ffmpeg("-i", str(source), "-c:a", "aac", "-b:a", "192k", str(output))
-    return output
+    aac = ("-c:a", "aac", "-b:a", "192k")
+    return encode(media_dir / "index-at-end.m4a", tone, sr=SOURCE_SR, audio_args=aac)
 
 
 def test_decode_bytes_falls_back_to_a_temp_file_and_removes_it(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matcher import synth
+from bot.synth.degrade import add_noise, mix
+from bot.synth.episodes import make_dialogue, make_episode
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
-from matcher.synth import add_noise, make_episode, mix
 
 SR = 8000
 
@@ -52,12 +52,6 @@ def test_stages_stop_when_certain(memory_index: FingerprintIndex,
     assert results[0].clip_duration_s == pytest.approx(20.0, abs=0.2)
 
 
-def _dialogue_of_another_show(seed: int, dur_s: float) -> np.ndarray:
-    """Speech of other characters (another cast), in room tone: a clip from no episode."""
-    rng = np.random.default_rng(seed)
-    cast = synth._make_cast(np.random.default_rng(seed + 1), sr=SR)
-    speech = synth._dialogue(round(dur_s * SR), cast, rng, sr=SR)[: round(dur_s * SR)]
-    return speech + synth._room_tone(speech.size, rng, rms=0.002)
 
 
 def test_null_clips_are_not_matched(memory_index: FingerprintIndex) -> None:
@@ -71,7 +65,8 @@ def test_null_clips_are_not_matched(memory_index: FingerprintIndex) -> None:
     rng = np.random.default_rng(99)
     statuses = []
     for i in range(16):
-        clip = _dialogue_of_another_show(50_000 + 10 * i, float(rng.choice([3.0, 5.0, 10.0])))
+        duration_s = float(rng.choice([3.0, 5.0, 10.0]))
+        clip = make_dialogue(sr=SR, duration_s=duration_s, seed=50_000 + 10 * i)
         if i % 2:
             clip = add_noise(clip, snr_db=10.0, rng=rng)
         statuses.append(Matcher(memory_index).identify(clip).status)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from bot.synth.episodes import make_episode
 from matcher.params import FingerprintParams
 from matcher.peaks import audio2peaks, audio2spectrogram, band_frequencies_hz, spectrogram2peaks
-from matcher.synth import make_episode
 
 PARAMS = FingerprintParams()
 SR = PARAMS.sr

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.synth.music import make_intro
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex, RepeatedSpan
 from matcher.params import FingerprintParams
 from matcher.repeats import find_repeats
 from matcher.store import load_index, read_manifest, write_index
-from matcher.synth import make_intro
 
 SR = 8000
 N_EPISODES = 6  # conftest's catalogue

@@ -7,11 +7,11 @@ import librosa
 import numpy as np
 import pytest
 
+from bot.synth.degrade import change_speed
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.search import hypothesis_grid, n_fine_hypotheses, search, strongest_peaks
-from matcher.synth import change_speed
 
 SR = 8000
 PARAMS = FingerprintParams()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bot.synth.degrade import change_speed
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
-from matcher.synth import change_speed
 
 SR = 8000
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.synth.encode import write_wav
+from bot.synth.episodes import make_episode
 from matcher.build import build_index
 from matcher.errors import IndexFormatError, IndexLoadError, IndexMissingError, MatcherError
 from matcher.identify import Matcher
@@ -22,7 +24,6 @@ from matcher.index import FingerprintIndex
 from matcher.names import EpisodeId
 from matcher.params import FingerprintParams
 from matcher.store import MANIFEST, load_index, read_manifest, write_index
-from matcher.synth import make_episode, write_wav
 
 SR = 8000
 

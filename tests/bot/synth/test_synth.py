@@ -1,4 +1,4 @@
-"""Tests for the synthetic episodes and degradations in `matcher.synth`.
+"""Tests for the synthetic episodes and degradations in `bot.synth`.
 
 Properties the matcher's tests and benchmarks rely on: determinism, unrelated audio for
 different seeds, exact intro and shared cues, and degradations that do what they say
@@ -7,26 +7,25 @@ different seeds, exact intro and shared cues, and degradations that do what they
 
 from __future__ import annotations
 
-import wave
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import signal
 
-from matcher import synth
+from bot.synth.degrade import add_noise, band_limit, change_speed, mix, phone_recording, reverb
+from bot.synth.episodes import episode_seed, make_catalogue, make_episode
+from bot.synth.music import make_cues, make_intro
 
 SR = 8000
 
 
 @pytest.fixture(scope="module")
 def intro() -> np.ndarray:
-    return synth.make_intro(sr=SR, seed=11)
+    return make_intro(sr=SR, seed=11)
 
 
 @pytest.fixture(scope="module")
 def episode() -> np.ndarray:
-    return synth.make_episode(sr=SR, duration_s=30.0, seed=3)
+    return make_episode(sr=SR, duration_s=30.0, seed=3)
 
 
 def _tone(freq_hz: float, duration_s: float) -> np.ndarray:
@@ -69,13 +68,13 @@ def _tone_level_db(y: np.ndarray, freq_hz: float) -> float:
 
 
 def test_same_seed_gives_identical_audio(episode: np.ndarray) -> None:
-    again = synth.make_episode(sr=SR, duration_s=30.0, seed=3)
+    again = make_episode(sr=SR, duration_s=30.0, seed=3)
     assert np.array_equal(episode, again)
 
 
 @pytest.mark.parametrize("duration_s", [0.5, 12.34, 30.0])
 def test_episode_length_dtype_and_peak(duration_s: float) -> None:
-    y = synth.make_episode(sr=SR, duration_s=duration_s, seed=1)
+    y = make_episode(sr=SR, duration_s=duration_s, seed=1)
     assert y.dtype == np.float32
     assert y.shape == (round(duration_s * SR),)
     assert np.all(np.isfinite(y))
@@ -83,7 +82,7 @@ def test_episode_length_dtype_and_peak(duration_s: float) -> None:
 
 
 def test_different_seeds_are_unrelated(episode: np.ndarray) -> None:
-    other = synth.make_episode(sr=SR, duration_s=30.0, seed=4)
+    other = make_episode(sr=SR, duration_s=30.0, seed=4)
     assert _max_xcorr(episode, other) < 0.1
     # The measure does see a shared segment when there is one.
     assert _max_xcorr(episode[SR:], episode) > 0.9
@@ -100,13 +99,13 @@ def test_intro_is_a_deterministic_theme(intro: np.ndarray) -> None:
     assert intro.dtype == np.float32
     assert 10.0 <= intro.size / SR <= 15.0
     assert np.max(np.abs(intro)) == pytest.approx(0.7, abs=1e-3)
-    assert np.array_equal(intro, synth.make_intro(sr=SR, seed=11))
-    assert not np.array_equal(intro[: SR * 5], synth.make_intro(sr=SR, seed=12)[: SR * 5])
+    assert np.array_equal(intro, make_intro(sr=SR, seed=11))
+    assert not np.array_equal(intro[: SR * 5], make_intro(sr=SR, seed=12)[: SR * 5])
 
 
 def test_intro_opens_every_episode_sample_for_sample(intro: np.ndarray) -> None:
-    a = synth.make_episode(sr=SR, duration_s=25.0, seed=1, intro=intro)
-    b = synth.make_episode(sr=SR, duration_s=25.0, seed=2, intro=intro)
+    a = make_episode(sr=SR, duration_s=25.0, seed=1, intro=intro)
+    b = make_episode(sr=SR, duration_s=25.0, seed=2, intro=intro)
     assert np.array_equal(a[: intro.size], intro)
     assert np.array_equal(b[: intro.size], intro)
     assert _max_xcorr(a[intro.size :], b[intro.size :]) < 0.1
@@ -114,25 +113,25 @@ def test_intro_opens_every_episode_sample_for_sample(intro: np.ndarray) -> None:
 
 
 def test_episode_shorter_than_intro_is_the_intro_cut(intro: np.ndarray) -> None:
-    y = synth.make_episode(sr=SR, duration_s=4.0, seed=1, intro=intro)
+    y = make_episode(sr=SR, duration_s=4.0, seed=1, intro=intro)
     assert np.array_equal(y, intro[: 4 * SR])
 
 
 def test_cues_are_short_deterministic_stingers() -> None:
-    cues = synth.make_cues(sr=SR, seed=5, n_cues=3)
+    cues = make_cues(sr=SR, seed=5, n_cues=3)
     assert len(cues) == 3
     for cue in cues:
         assert cue.dtype == np.float32
         assert 0.5 <= cue.size / SR <= 4.5
         assert np.max(np.abs(cue)) == pytest.approx(0.7, abs=1e-3)
-    again = synth.make_cues(sr=SR, seed=5, n_cues=3)
+    again = make_cues(sr=SR, seed=5, n_cues=3)
     assert all(np.array_equal(x, y) for x, y in zip(cues, again, strict=True))
 
 
 def test_catalogue_shares_intro_and_cues_but_not_content() -> None:
-    episodes = synth.make_catalogue(sr=SR, n_episodes=2, duration_s=110.0, seed=5)
-    intro = synth.make_intro(sr=SR, seed=5)
-    cues = synth.make_cues(sr=SR, seed=5)
+    episodes = make_catalogue(sr=SR, n_episodes=2, duration_s=110.0, seed=5)
+    intro = make_intro(sr=SR, seed=5)
+    cues = make_cues(sr=SR, seed=5)
     assert len(episodes) == 2
     for y in episodes:
         assert y.shape == (110 * SR,)
@@ -144,9 +143,9 @@ def test_catalogue_shares_intro_and_cues_but_not_content() -> None:
 
 
 def test_episode_seeds_differ() -> None:
-    seeds = {synth.episode_seed(seed=5, index=i) for i in range(100)}
+    seeds = {episode_seed(seed=5, index=i) for i in range(100)}
     assert len(seeds) == 100
-    assert synth.episode_seed(seed=5, index=0) != synth.episode_seed(seed=6, index=0)
+    assert episode_seed(seed=5, index=0) != episode_seed(seed=6, index=0)
 
 
 # --- degradations -----------------------------------------------------------------------------
@@ -154,18 +153,18 @@ def test_episode_seeds_differ() -> None:
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 25.0])
 def test_add_noise_hits_requested_snr(episode: np.ndarray, snr_db: float) -> None:
-    noisy = synth.add_noise(episode, snr_db=snr_db, rng=7)
+    noisy = add_noise(episode, snr_db=snr_db, rng=7)
     assert noisy.dtype == np.float32
     assert noisy.shape == episode.shape
     assert _snr_db(episode, noisy) == pytest.approx(snr_db, abs=0.05)
-    assert np.array_equal(noisy, synth.add_noise(episode, snr_db=snr_db, rng=7))
-    assert not np.array_equal(noisy, synth.add_noise(episode, snr_db=snr_db, rng=8))
+    assert np.array_equal(noisy, add_noise(episode, snr_db=snr_db, rng=7))
+    assert not np.array_equal(noisy, add_noise(episode, snr_db=snr_db, rng=8))
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 6.0, 20.0])
 def test_mix_puts_other_at_requested_snr(episode: np.ndarray, snr_db: float) -> None:
-    music = synth.make_intro(sr=SR, seed=2)  # shorter than the episode: it loops
-    mixed = synth.mix(episode, music, snr_db=snr_db)
+    music = make_intro(sr=SR, seed=2)  # shorter than the episode: it loops
+    mixed = mix(episode, music, snr_db=snr_db)
     assert mixed.dtype == np.float32
     assert mixed.shape == episode.shape
     assert _snr_db(episode, mixed) == pytest.approx(snr_db, abs=0.05)
@@ -174,7 +173,7 @@ def test_mix_puts_other_at_requested_snr(episode: np.ndarray, snr_db: float) -> 
 @pytest.mark.parametrize("factor", [0.8, 0.97, 1.1, 1.25])
 def test_change_speed_scales_length_and_pitch(factor: float) -> None:
     tone = _tone(500.0, 2.0)
-    fast = synth.change_speed(tone, factor=factor)
+    fast = change_speed(tone, factor=factor)
     assert fast.dtype == np.float32
     assert abs(fast.size - tone.size / factor) <= 1
     middle = fast[fast.size // 4 : 3 * fast.size // 4]  # away from the filter's edge effects
@@ -182,7 +181,7 @@ def test_change_speed_scales_length_and_pitch(factor: float) -> None:
 
 
 def test_change_speed_of_an_episode_keeps_its_content(episode: np.ndarray) -> None:
-    back = synth.change_speed(synth.change_speed(episode, factor=1.25), factor=0.8)
+    back = change_speed(change_speed(episode, factor=1.25), factor=0.8)
     n = min(back.size, episode.size)
     # Speeding up drops what falls above the new Nyquist; the rest survives the round trip.
     assert np.corrcoef(back[:n], episode[:n])[0, 1] > 0.9
@@ -190,21 +189,21 @@ def test_change_speed_of_an_episode_keeps_its_content(episode: np.ndarray) -> No
 
 def test_band_limit_passes_the_band_and_cuts_the_rest() -> None:
     y = _tone(100.0, 2.0) + _tone(1000.0, 2.0) + _tone(3900.0, 2.0)
-    phone = synth.band_limit(y, sr=SR, low_hz=300.0, high_hz=3400.0)
+    phone = band_limit(y, sr=SR, low_hz=300.0, high_hz=3400.0)
     assert phone.dtype == np.float32
     assert phone.shape == y.shape
     assert _tone_level_db(phone, 1000.0) == pytest.approx(_tone_level_db(y, 1000.0), abs=1.0)
     assert _tone_level_db(y, 100.0) - _tone_level_db(phone, 100.0) > 30
     assert _tone_level_db(y, 3900.0) - _tone_level_db(phone, 3900.0) > 20
-    low = synth.band_limit(y, sr=SR, low_hz=0.0, high_hz=500.0)
+    low = band_limit(y, sr=SR, low_hz=0.0, high_hz=500.0)
     assert _tone_level_db(y, 1000.0) - _tone_level_db(low, 1000.0) > 20
-    assert np.array_equal(synth.band_limit(y, sr=SR, low_hz=0.0, high_hz=SR / 2), y)
+    assert np.array_equal(band_limit(y, sr=SR, low_hz=0.0, high_hz=SR / 2), y)
 
 
 def test_reverb_decays_at_the_requested_rate() -> None:
     impulse = np.zeros(SR, np.float32)
     impulse[SR // 10] = 1.0
-    wet = synth.reverb(impulse, sr=SR, rt60_s=0.4, rng=1)
+    wet = reverb(impulse, sr=SR, rt60_s=0.4, rng=1)
     assert wet.dtype == np.float32
     assert wet.shape == impulse.shape
     assert np.sqrt(np.mean(wet.astype(np.float64) ** 2)) == pytest.approx(np.sqrt(1 / SR))
@@ -215,11 +214,11 @@ def test_reverb_decays_at_the_requested_rate() -> None:
 
     # 60 dB over rt60_s: 30 dB between windows 0.2 s apart.
     assert energy_db(0.02) - energy_db(0.22) == pytest.approx(30, abs=6)
-    assert np.array_equal(wet, synth.reverb(impulse, sr=SR, rt60_s=0.4, rng=1))
+    assert np.array_equal(wet, reverb(impulse, sr=SR, rt60_s=0.4, rng=1))
 
 
 def test_phone_recording_is_noisy_band_limited_and_clipped(episode: np.ndarray) -> None:
-    phone = synth.phone_recording(episode, sr=SR, rng=3)
+    phone = phone_recording(episode, sr=SR, rng=3)
     assert phone.dtype == np.float32
     assert phone.shape == episode.shape
     assert np.max(np.abs(phone)) <= 0.9
@@ -228,20 +227,10 @@ def test_phone_recording_is_noisy_band_limited_and_clipped(episode: np.ndarray) 
     low_in = _band_energy(episode, 0.0, 120.0) / _band_energy(episode, 500.0, 3000.0)
     low_out = _band_energy(phone, 0.0, 120.0) / _band_energy(phone, 500.0, 3000.0)
     assert low_out < low_in / 10
-    assert np.array_equal(phone, synth.phone_recording(episode, sr=SR, rng=3))
+    assert np.array_equal(phone, phone_recording(episode, sr=SR, rng=3))
 
 
 def _band_energy(y: np.ndarray, low_hz: float, high_hz: float) -> float:
     spectrum = np.abs(np.fft.rfft(y.astype(np.float64))) ** 2
     freqs = np.fft.rfftfreq(y.size, 1 / SR)
     return float(spectrum[(freqs >= low_hz) & (freqs < high_hz)].sum())
-
-
-def test_write_wav_round_trips_16_bit_pcm(tmp_path: Path) -> None:
-    y = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 1.5, -1.5], np.float32)
-    path = tmp_path / "clip.wav"
-    synth.write_wav(path, y, sr=SR)
-    with wave.open(str(path), "rb") as wav:
-        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, SR)
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    assert pcm.tolist() == [0, 16384, -16384, 32767, -32767, 32767, -32768]
