@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from bot.core.cache import AnswerCache
 from bot.config import Settings
+from bot.core.cache import AnswerCache
 from bot.core.limits import Limits
 from bot.core.service import Service
 from matcher.errors import IndexLoadError

@@ -18,9 +18,9 @@ from typing import Any
 
 from bot.config import ConfigError, load_settings
 from bot.core.errors import UserFacingError
-from bot.fetch.fetcher import Fetcher
 from bot.core.render import describe_result, format_timestamp
 from bot.core.request import Link
+from bot.fetch.fetcher import Fetcher
 from matcher.build import build_index
 from matcher.decode import Audio, decode_bytes, decode_file
 from matcher.errors import MatcherError

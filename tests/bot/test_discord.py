@@ -325,6 +325,12 @@ async def test_unasked_scans_cost_the_user_no_quota(make_bot: Any, clips: ClipHo
     asked = await server.post_message(clips.url(), mention_bot=True)
     await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(asked)))
 
+    (scan_reply,) = server.replies_to(scanned)
+    (reply,) = server.replies_to(asked)
+    assert is_answer(scan_reply) and is_answer(reply)
+    shown = [embed_text(version) for version in reply.history] + [final_text(reply)]
+    assert not any("a lot of clips" in text for text in shown), shown
+
 
 async def test_answer_is_posted_even_if_the_clip_message_was_deleted(
     make_bot: Any, clips: ClipHost
@@ -492,6 +498,10 @@ async def test_slash_command_with_clip(make_bot: Any, clip_dir: Path) -> None:
     upload = server.upload("clip.mp4", (clip_dir / "clip.mp4").read_bytes(), "video/mp4")
     call = await server.invoke_slash("whichepisode", {"clip": upload})
     await server.wait_for(lambda: is_answer(call.original), what="the clip answer")
+
+    assert call.callback_type == 5 and not call.ephemeral  # "thinking…", then edited
+    assert call.original is not None and call.original.edits >= 1
+    assert EPISODE in final_text(call.original)
 
 
 @pytest.mark.parametrize("options", ["none", "both"])
@@ -751,6 +761,10 @@ async def test_invalid_session_identifies_again(make_bot: Any, clips: ClipHost) 
     await server.wait_for(lambda: server.identify_count == 2 and server.connected)
     posted = await server.post_message(clips.url())
     await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(posted)))
+
+    assert server.identify_count == 2  # a new session, not a resume of the refused one
+    (reply,) = server.replies_to(posted)
+    assert is_answer(reply)
 
 
 # ---- the fake itself and pure pieces -------------------------------------------------------------
