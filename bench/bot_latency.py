@@ -422,7 +422,7 @@ async def run_telegram(
     settings = bench_settings(env)
     core = Core.build(settings, matcher, generation)
     intervals = {} if paced else {"private_interval_s": 0.0, "group_interval_s": 0.0}
-    adapter = TelegramAdapter(settings, core.service, core.limits, **intervals)
+    adapter = TelegramAdapter(settings, core.service, **intervals)
     samples: list[Sample] = []
     try:
         await adapter.start()
@@ -531,7 +531,7 @@ async def run_discord(
     }
     settings = bench_settings(env, guild_id=server.guild_id)
     core = Core.build(settings, matcher, generation)
-    adapter = DiscordAdapter(settings, core.service, core.limits)
+    adapter = DiscordAdapter(settings, core.service)
     samples: list[Sample] = []
     try:
         await adapter.start()

@@ -21,8 +21,9 @@ import logging
 import signal
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
+from bot.adapters.base import Adapter
 from bot.config import Settings
 from bot.core.cache import AnswerCache
 from bot.core.limits import Limits
@@ -44,15 +45,7 @@ STOP_TIMEOUT_S = 4.0
 FETCHER_CLOSE_TIMEOUT_S = 0.3
 
 
-class Adapter(Protocol):
-    """A chat platform, constructed as `Adapter(settings, service, limits)`."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-AdapterFactory = Callable[[Settings, Service, Limits], Adapter]
+AdapterFactory = Callable[[Settings, Service], Adapter]
 
 
 class StartupError(Exception):
@@ -65,9 +58,9 @@ class AdaptersFailed(StartupError):
 
 
 def _lazy(module: str, name: str) -> AdapterFactory:
-    def make(settings: Settings, service: Service, limits: Limits) -> Adapter:
+    def make(settings: Settings, service: Service) -> Adapter:
         cls = getattr(importlib.import_module(module), name)
-        adapter: Adapter = cls(settings, service, limits)
+        adapter: Adapter = cls(settings, service)
         return adapter
 
     return make
@@ -142,7 +135,7 @@ async def run(
         with _stop_on_signals(stop):
             for platform in platforms:
                 try:
-                    adapter = factories[platform](settings, service, limits)
+                    adapter = factories[platform](settings, service)
                     await adapter.start()
                 except Exception as e:
                     logger.exception("%s adapter failed to start", platform)

@@ -62,7 +62,9 @@ _POST_RULES: dict[Platform, tuple[_PostRule, ...]] = {
             rf"/t/(?P<short>{_ID})/?",
         ),
     ),
-    "instagram": (_rule(r"(?:^|\.)instagram\.com$", rf"/(?:[^/]+/)?(?:p|reels?|tv)/(?P<id>{_ID})/?"),),
+    "instagram": (
+        _rule(r"(?:^|\.)instagram\.com$", rf"/(?:[^/]+/)?(?:p|reels?|tv)/(?P<id>{_ID})/?"),
+    ),
     "youtube": (
         _rule(r"(?:^|\.)youtu\.be$", rf"/(?P<id>{_ID})/?"),
         _rule(r"(?:^|\.)youtube\.com$", rf"/(?:shorts|live|embed|v)/(?P<id>{_ID})/?"),

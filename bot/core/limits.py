@@ -26,6 +26,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot.config import LimitSettings
 from bot.core.errors import AlreadyWorking, Busy, RateLimited
@@ -36,6 +37,15 @@ MINUTE_S = 60.0
 # Forget users whose buckets are full again once this many are tracked: memory stays bounded
 # by the users active in the last day.
 _PRUNE_AT = 10_000
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Requests a user has left now; `exempt` users (the allowlist) have no limit."""
+
+    minute_left: int
+    day_left: int
+    exempt: bool = False
 
 
 class TokenBucket:
@@ -139,12 +149,18 @@ class Limits:
             bucket.take(now)
 
     def remaining(self, user: User) -> tuple[int, int]:
-        """Requests left now in the minute and day windows (for /help)."""
+        """Requests left now in the minute and day windows (the full quota for exempt users:
+        `quota` says whether they are)."""
         if self.exempt(user):
             return self.settings.per_minute, self.settings.per_day
         now = self._clock()
         minute, day = self._buckets.get(user.key) or self._new_buckets(now)
         return int(minute.tokens(now)), int(day.tokens(now))
+
+    def quota(self, user: User) -> Quota:
+        """What a user may still ask for, as /help shows it."""
+        minute_left, day_left = self.remaining(user)
+        return Quota(minute_left, day_left, exempt=self.exempt(user))
 
     def begin(self, user: User, *, unsolicited: bool = False) -> None:
         """Mark the user's request as in flight, or raise `AlreadyWorking`.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot.core.errors import UserFacingError
-from bot.core.states import Fetching, Finished, Listening, Queued, State
+from bot.core.states import FAIRLY_SURE, SURE, Fetching, Finished, Listening, Queued, State
 from matcher.result import Match, MatchResult
 
 
@@ -64,9 +64,8 @@ def describe_result(result: MatchResult) -> str:
 
 RenderedKind = Literal["progress", "answer", "unsure", "not_found", "error"]
 
-# Confidence → words. A number alone means little to people; the words say how to read it.
-SURE = 0.85
-FAIRLY_SURE = 0.6
+# Confidence → words (levels from the core). A number alone means little to people; the words
+# say how to read it.
 # Heard less than this and found nothing: the tip is to send more.
 SHORT_CLIP_S = 8.0
 # Errors a user should see without the whole chat seeing them, where the platform can.

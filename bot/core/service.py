@@ -37,8 +37,8 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
-from bot.core.limits import Limits, Ticket
-from bot.core.request import Link, Request, Source
+from bot.core.limits import Limits, Quota, Ticket
+from bot.core.request import Link, Request, Source, User
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
 from bot.links import link_key
 from matcher.decode import Audio, decode_bytes
@@ -104,6 +104,10 @@ class Service:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def quota(self, user: User) -> Quota:
+        """What `user` may still ask for (for /help): adapters never hold the limits."""
+        return self.limits.quota(user)
 
     # -- shutdown
 

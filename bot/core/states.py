@@ -52,3 +52,22 @@ State = Queued | Fetching | Listening | Finished | Failed
 def is_final(state: State) -> bool:
     """Whether nothing follows this state."""
     return isinstance(state, Finished | Failed)
+
+
+# How sure an answer is, in the levels people are shown ("sure", "fairly sure", else "unsure").
+# The core decides on these numbers; rendering only puts them in words.
+SURE = 0.85
+FAIRLY_SURE = 0.6
+
+
+def may_post_unasked(state: State) -> bool:
+    """Whether a scan nobody asked for (a channel message the bot read on its own) may post
+    this final state: only a confident answer naming an episode, or a compilation's timeline.
+    Never the intro (it names no one episode), "unsure", "not found", "busy" or an error."""
+    if not isinstance(state, Finished):
+        return False
+    result = state.result
+    if result.status != "match" or result.best is None or result.repeated:
+        return False
+    compilation = len({segment.episode for segment in result.segments}) > 1
+    return compilation or result.best.confidence >= FAIRLY_SURE

@@ -18,25 +18,14 @@ import pytest
 from bot.app import AdaptersFailed, StartupError, run
 from bot.cli import main
 from bot.config import Settings, load_settings
-from bot.core.limits import Limits
 from bot.core.request import Attachment, Request, User
 from bot.core.service import Service
 from bot.core.states import Failed, Fetching, State
-from matcher.index import FingerprintIndex
-from matcher.store import write_index
 
 HANG_GUARD_S = 30.0
 REPO = Path(__file__).parents[2]
 
 
-@pytest.fixture(scope="module")
-def index_dir(memory_index: FingerprintIndex, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("app") / "index"
-    write_index(
-        folder, params=memory_index.params, episodes=memory_index.episodes,
-        offsets=memory_index.offsets, positions=memory_index.positions,
-    )
-    return folder
 
 
 @pytest.fixture
@@ -84,10 +73,10 @@ class Recorder:
 
     def __init__(self, name: str, events: list[str], *, fail: bool = False) -> None:
         self.name, self.events, self.fail = name, events, fail
-        self.args: tuple[Settings, Service, Limits] | None = None
+        self.args: tuple[Settings, Service] | None = None
 
-    def factory(self, settings: Settings, service: Service, limits: Limits) -> Recorder:
-        self.args = (settings, service, limits)
+    def factory(self, settings: Settings, service: Service) -> Recorder:
+        self.args = (settings, service)
         return self
 
     async def start(self) -> None:
@@ -119,9 +108,9 @@ async def test_sigterm_stops_the_started_adapters(tmp_path: Path, index_dir: Pat
         await task
     assert events == ["start telegram", "start discord", "stop discord", "stop telegram"]
     assert telegram.args is not None and discord.args is not None
-    _, service, limits = telegram.args
-    # One index, one service, one set of limits, shared by both platforms.
-    assert discord.args[1] is service and discord.args[2] is limits
+    _, service = telegram.args
+    # One index, one service (and so one set of limits), shared by both platforms.
+    assert discord.args[1] is service
     assert len(service.matcher.index.episodes) == 6
     # Our handler is gone: the default one is back.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

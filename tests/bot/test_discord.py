@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from bot.config import load_settings
 from bot.adapters.discord.adapter import (
     AUTOSCAN_FILE,
     CONTEXT_MENU_NAME,
@@ -36,11 +35,12 @@ from bot.adapters.discord.adapter import (
     MessageReplyTarget,
     rendered2embed,
 )
-from bot.fetch.fetcher import Fetcher
+from bot.config import load_settings
 from bot.core.limits import Limits
 from bot.core.live import RetryLater
 from bot.core.render import Rendered
 from bot.core.service import Service
+from bot.fetch.fetcher import Fetcher
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from tests.conftest import SR
@@ -204,7 +204,7 @@ async def make_bot(
         fetchers.append(fetcher)
         service = Service(Matcher(index or memory_index), fetcher, limits, settings, executor)
         adapter_kwargs.setdefault("edit_interval_s", 0.0)
-        adapter = DiscordAdapter(settings, service, limits, **adapter_kwargs)
+        adapter = DiscordAdapter(settings, service, **adapter_kwargs)
         bots.append(adapter)
         await adapter.start()
         await discord_server.wait_connected()

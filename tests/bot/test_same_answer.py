@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.config import Settings, load_settings
 from bot.adapters.discord.adapter import DiscordAdapter
-from bot.fetch.fetcher import Fetcher
+from bot.adapters.telegram.adapter import TelegramAdapter
+from bot.config import Settings, load_settings
 from bot.core.limits import Limits
 from bot.core.render import format_timestamp
 from bot.core.service import Service
-from bot.adapters.telegram.adapter import TelegramAdapter
+from bot.fetch.fetcher import Fetcher
 from matcher.build import build_index
 from matcher.identify import Matcher
 from matcher.params import FingerprintParams
@@ -138,9 +138,9 @@ async def bots(
     service = Service(Matcher(index), fetcher, limits, settings, executor)
     # Unpaced edits: the test waits for the final state, not for Telegram's or Discord's pace.
     telegram = TelegramAdapter(
-        settings, service, limits, private_interval_s=0.0, group_interval_s=0.0
+        settings, service, private_interval_s=0.0, group_interval_s=0.0
     )
-    discord = DiscordAdapter(settings, service, limits, edit_interval_s=0.0)
+    discord = DiscordAdapter(settings, service, edit_interval_s=0.0)
     started: list[TelegramAdapter | DiscordAdapter] = []
     try:
         for adapter in (telegram, discord):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bot.config import LimitSettings, Settings
-from bot.core.cache import AnswerCache, link_key, media_key
+from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import RateLimited
 from bot.core.limits import Limits
 from bot.core.live import LiveReply
@@ -27,6 +27,7 @@ from bot.core.request import Attachment, Link, Request, User
 from bot.core.service import Service
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State
 from bot.fetch.fetcher import Fetcher
+from bot.links import link_key
 from bot.synth.episodes import make_episode
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex

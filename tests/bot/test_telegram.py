@@ -23,15 +23,15 @@ import numpy as np
 import pytest
 import telegram
 
+from bot.adapters.telegram.adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
 from bot.app import run
 from bot.config import Settings, load_settings
 from bot.core.errors import AlreadyWorking, Busy, NotMedia, RateLimited
-from bot.fetch.fetcher import Fetcher
-from bot.core.limits import Limits
-from bot.fetch.netguard import BLOCKED_MESSAGE
+from bot.core.limits import Limits, Quota
 from bot.core.render import Rendered, render_error
 from bot.core.service import Service
-from bot.adapters.telegram.adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
+from bot.fetch.fetcher import Fetcher
+from bot.fetch.netguard import BLOCKED_MESSAGE
 from matcher.identify import Matcher
 from matcher.index import Episode, FingerprintIndex
 from matcher.store import write_index
@@ -117,7 +117,12 @@ class Harness:
 
 
 def write_config(
-    tmp_path: Path, *, per_minute: int, per_day: int, stages_s: str = "[3.0, 5.0, 10.0]"
+    tmp_path: Path,
+    *,
+    per_minute: int,
+    per_day: int,
+    stages_s: str = "[3.0, 5.0, 10.0]",
+    allow_users: tuple[str, ...] = (),
 ) -> Path:
     path = tmp_path / "citywok.toml"
     path.write_text(
@@ -138,7 +143,8 @@ per_minute = {per_minute}
 per_day = {per_day}
 max_concurrent = 2
 max_queue = 50
-""",
+allow_users = {list(allow_users)!r}
+""".replace("'", '"'),
         encoding="utf-8",
     )
     return path
@@ -171,9 +177,13 @@ async def start_bot(
         paced: bool = False,
         index: FingerprintIndex | None = None,
         stages_s: str = "[3.0, 5.0, 10.0]",
+        allow_users: tuple[str, ...] = (),
         **adapter_kwargs: Any,
     ) -> Harness:
-        config = write_config(tmp_path, per_minute=per_minute, per_day=per_day, stages_s=stages_s)
+        config = write_config(
+            tmp_path, per_minute=per_minute, per_day=per_day, stages_s=stages_s,
+            allow_users=allow_users,
+        )
         env = {
             "TELEGRAM_BOT_TOKEN": TOKEN,
             "TELEGRAM_API_BASE": telegram_server.api_base,
@@ -187,7 +197,7 @@ async def start_bot(
         # Unpaced: no delay between edits, so every state the core produces is shown (the
         # matcher takes far longer per stage than an edit to the fake). `paced`: Telegram's.
         intervals = {} if paced else {"private_interval_s": 0.0, "group_interval_s": 0.0}
-        adapter = TelegramAdapter(settings, service, limits, **intervals, **adapter_kwargs)
+        adapter = TelegramAdapter(settings, service, **intervals, **adapter_kwargs)
         await adapter.start()
         running.append((adapter, fetcher, executor))
         return Harness(telegram_server, adapter, settings, service)
@@ -366,6 +376,18 @@ async def test_help_explains_what_to_send_and_shows_the_quota(start_bot: BotFact
         assert "video" in reply.text and "link" in reply.text
         assert "5 requests left this minute and 100 today" in reply.text
     assert {c["command"] for c in bot.server.commands} >= {"whichepisode", "help", "start"}
+
+
+async def test_help_tells_an_exempt_user_they_have_no_limit(
+    start_bot: BotFactory, telegram_server: FakeTelegramServer
+) -> None:
+    """People on `allow_users` skip the quota, and /help says so instead of "5 left"."""
+    user = telegram_server.user()
+    bot = await start_bot(per_minute=5, per_day=100, allow_users=(f"telegram:{user['id']}",))
+
+    sent = bot.server.push_command("help", user=user, chat=bot.server.private_chat(user))
+    reply = await bot.reply(sent, lambda text: "limit" in text or "left" in text)
+    assert "no request limit" in reply.text and "left this minute" not in reply.text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -848,5 +870,5 @@ def test_a_single_over_long_line_is_clipped_not_dropped() -> None:
 
 
 def test_help_for_an_unlimited_user() -> None:
-    text = help_html(minute_left=float("inf"), day_left=float("inf"), max_download_mb=20)
+    text = help_html(Quota(5, 100, exempt=True), max_download_mb=20)
     assert "no request limit" in visible_text(text, "HTML")

@@ -23,9 +23,7 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,14 +32,20 @@ import discord
 import yarl
 from discord import app_commands
 
+from bot.adapters.base import (
+    STOP_GRACE_S,
+    finish_work,
+    is_media_file,
+    say_restarting,
+    stop_aware_pacing,
+)
 from bot.config import Settings
-from bot.core.errors import Busy, FetchFailed, Internal
-from bot.core.limits import Limits
+from bot.core.errors import FetchFailed, Internal
 from bot.core.live import LiveReply, RetryLater
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.request import Attachment, Link, Request, User, new_request_id
 from bot.core.service import Service
-from bot.core.states import Failed, Finished, State, is_final
+from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
 from bot.links import find_links
 
 logger = logging.getLogger(__name__)
@@ -53,28 +57,6 @@ EDIT_INTERVAL_S = 1.2
 # which we turn into the core's RetryLater so LiveReply can drop stale edits (30 s is the
 # library's minimum).
 MAX_RATELIMIT_TIMEOUT_S = 30.0
-MEDIA_SUFFIXES = (
-    ".mp4",
-    ".mov",
-    ".m4v",
-    ".webm",
-    ".mkv",
-    ".avi",
-    ".3gp",
-    ".m4a",
-    ".mp3",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".wav",
-    ".flac",
-    ".aac",
-)
-# How long stop() lets running requests deliver their last state (the core ends them with "I'm
-# restarting" while it drains) before cancelling what is left.
-STOP_GRACE_S = 10.0
-# Said when a request is cut off by shutdown before the core could say it.
-RESTARTING = "I'm restarting; send that again in a minute."
 DOWNLOAD_FAILED = "I couldn't download that file from Discord; try again in a minute."
 CONTEXT_MENU_NAME = "Which episode?"
 AUTOSCAN_FILE = "discord-autoscan.json"
@@ -302,10 +284,7 @@ class _Endpoints:
 
 
 def is_media_attachment(attachment: discord.Attachment) -> bool:
-    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-    if content_type.startswith(("video/", "audio/")):
-        return True
-    return attachment.filename.lower().endswith(MEDIA_SUFFIXES)
+    return is_media_file(attachment.filename, attachment.content_type)
 
 
 def attachment2source(attachment: discord.Attachment) -> Attachment:
@@ -366,7 +345,6 @@ class DiscordAdapter:
         self,
         settings: Settings,
         service: Service,
-        limits: Limits,
         *,
         edit_interval_s: float = EDIT_INTERVAL_S,
         stop_grace_s: float = STOP_GRACE_S,
@@ -374,7 +352,6 @@ class DiscordAdapter:
         self._settings = settings
         self._discord = settings.discord
         self._service = service
-        self._limits = limits
         self._edit_interval_s = edit_interval_s
         self._token: str = self._discord.token or ""
         self._endpoints = _Endpoints(self._discord.api_base, self._discord.gateway_url)
@@ -417,7 +394,7 @@ class DiscordAdapter:
         still closes."""
         self._stopped.set()
         try:
-            await _finish_work(self._work, self._stop_grace_s)
+            await finish_work(self._work, self._stop_grace_s, "discord")
         finally:
             # Even when the caller's own timeout cuts the wait short: close the connection.
             for task in list(self._work):
@@ -620,7 +597,8 @@ class DiscordAdapter:
     ) -> None:
         # Acknowledge first: Discord drops interactions not answered within 3 s.
         await interaction.response.defer(thinking=True)
-        request = _request(
+        request = Request(
+            id=new_request_id(),
             user=discord_user(interaction.user),
             source=source,
             chat_key=f"discord:{interaction.channel_id or interaction.user.id}",
@@ -673,24 +651,14 @@ class DiscordAdapter:
             if asked:
                 await self._reply_text(message, self._usage(message.author))
             return
-        request = _request(
+        request = Request(
+            id=new_request_id(),
             user=discord_user(message.author),
             source=sources[0],
             chat_key=f"discord:{message.channel.id}",
             unsolicited=not asked,
         )
         await self._run(request, MessageReplyTarget(message, request.id), asked=asked)
-
-    async def _pacing(self, delay_s: float) -> None:
-        """LiveReply's sleep. Waits between edits end when stop() begins: only last states
-        are left to show, and the caller's stop timeout is short. A longer wait is one
-        Discord asked for (429) and is kept."""
-        if delay_s > self._edit_interval_s:
-            await asyncio.sleep(delay_s)
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay_s):
-                await self._stopped.wait()
 
     def _sources(self, message: discord.Message) -> list[Link | Attachment]:
         return message_sources(message, extra_hosts=self._extra_hosts)
@@ -703,11 +671,15 @@ class DiscordAdapter:
         return client.user is not None and client.user in message.mentions
 
     def _usage(self, author: discord.abc.User) -> str:
-        minute_left, day_left = self._limits.remaining(discord_user(author))
+        quota = self._service.quota(discord_user(author))
+        limit = (
+            "You have no request limit."
+            if quota.exempt
+            else f"You can ask {quota.minute_left} more this minute, {quota.day_left} more today."
+        )
         return (
             "Send me a link (TikTok, Instagram, YouTube, X, Reddit) or a video and I'll tell "
-            "you which episode it's from; /whichepisode works too. "
-            f"You can ask {minute_left} more this minute, {day_left} more today."
+            f"you which episode it's from; /whichepisode works too. {limit}"
         )
 
     @staticmethod
@@ -737,13 +709,16 @@ class DiscordAdapter:
             states = self._service.handle(request)
             if not asked:
                 states = _confident_answer_only(states, request.id)
-            live = LiveReply(target, min_interval_s=self._edit_interval_s, sleep=self._pacing)
+            pacing = stop_aware_pacing(self._edit_interval_s, self._stopped)
+            live = LiveReply(target, min_interval_s=self._edit_interval_s, sleep=pacing)
             await live.run(states, render_state)
         except asyncio.CancelledError:
             # Cut off by stop(): the core did not get to say so; say it ourselves (not to
             # people who did not ask).
             if asked and not target.final_shown:
-                await _say_restarting(target, request.id)
+                await say_restarting(
+                    target, render_state, request.id, platform_errors=_PLATFORM_ERRORS
+                )
             raise
         except Exception:
             logger.exception("request %s: Discord reply failed", request.id)
@@ -772,22 +747,10 @@ async def _confident_answer_only(
         aclose = getattr(states, "aclose", None)
         if aclose is not None:
             await aclose()
-    if final is not None and _is_confident_match(final):
+    if final is not None and may_post_unasked(final):
         yield final
     else:
         logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
-
-
-def _is_confident_match(state: State) -> bool:
-    if not isinstance(state, Finished):
-        return False
-    result = state.result
-    return (
-        result.status == "match"
-        and result.best is not None
-        and not getattr(result, "repeated", None)  # "that's the intro" names no episode
-        and render_state(state).kind == "answer"  # "sure" or "fairly sure", not "maybe"
-    )
 
 
 def _outcome(state: State | None) -> str:
@@ -798,39 +761,8 @@ def _outcome(state: State | None) -> str:
     return "no answer"
 
 
-_REQUEST_FIELDS = frozenset(f.name for f in fields(Request))
-
-
-def _request(*, unsolicited: bool, **values: Any) -> Request:
-    """A Request with a new id; `unsolicited` (the bot scanned a message nobody addressed to
-    it, so the core may let asked requests go first) only if the core's Request has it."""
-    if "unsolicited" in _REQUEST_FIELDS:
-        values["unsolicited"] = unsolicited
-    return Request(id=new_request_id(), **values)
-
-
-async def _say_restarting(target: InteractionTarget | MessageReplyTarget, request_id: str) -> None:
-    """Best effort, briefly: the process is going away."""
-    rendered = render_state(Failed(error=Busy(RESTARTING), request_id=request_id))
-    try:
-        async with asyncio.timeout(3.0):
-            await target.edit(rendered)
-    except (discord.DiscordException, RetryLater, TimeoutError, aiohttp.ClientError):
-        logger.info("request %s: could not tell the user about the restart", request_id)
-
-
-async def _finish_work(tasks: set[asyncio.Task[Any]], grace_s: float) -> None:
-    """Wait up to `grace_s` for `tasks` (a live set: requests may still join it, finished ones
-    leave it), then cancel what is left and wait for it to unwind."""
-    deadline = time.monotonic() + grace_s
-    while tasks and (left := deadline - time.monotonic()) > 0:
-        await asyncio.wait(set(tasks), timeout=left)
-    pending = set(tasks)
-    if pending:
-        logger.warning("cancelling %d Discord request(s) still running at shutdown", len(pending))
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=grace_s)
+# What a reply target raises when Discord cannot take a message.
+_PLATFORM_ERRORS = (discord.DiscordException, aiohttp.ClientError)
 
 
 __all__ = ["AutoscanStore", "DiscordAdapter", "rendered2embed"]

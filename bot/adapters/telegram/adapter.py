@@ -26,7 +26,7 @@ import math
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import (
@@ -56,9 +56,16 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.adapters.base import (
+    STOP_GRACE_S,
+    finish_work,
+    is_media_file,
+    say_restarting,
+    stop_aware_pacing,
+)
 from bot.config import Settings
-from bot.core.errors import Busy, FetchFailed, TooLarge, UserFacingError
-from bot.core.limits import Limits
+from bot.core.errors import FetchFailed, TooLarge, UserFacingError
+from bot.core.limits import Quota
 from bot.core.live import LiveReply, RetryLater
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.request import Attachment, Link, Request, User, new_request_id
@@ -80,16 +87,11 @@ POLL_TIMEOUT_S = 30
 # Telegram's cap on a message, counted after HTML parsing (in UTF-16 code units).
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
 MAX_TITLE_UNITS = 512
-# How long stop() lets running requests deliver their last state (the core ends them with "I'm
-# restarting" while it drains) before cancelling what is left.
-STOP_GRACE_S = 10.0
 # A restart overlaps the old process for a moment, so Telegram's "Conflict" (another getUpdates
 # on this token) is fatal only when it lasts; a quiet gap longer than PTB's longest back-off
 # (30 s) means polling went through in between.
 CONFLICT_FATAL_S = 60.0
 CONFLICT_GAP_S = 35.0
-# Said when a request is cut off by shutdown before the core could say it.
-RESTARTING = "I'm restarting; send that again in a minute."
 # PTB names the task that long-polls getUpdates; polling dies with it (e.g. on InvalidToken).
 _POLLING_TASK_NAME = "Updater:start_polling:polling_task"
 # At stop PTB calls getUpdates once more to mark what it fetched as read, and logs a failure of
@@ -102,26 +104,6 @@ COMMANDS = (
     ("whichepisode", "Which episode is this clip from? Reply to a clip or add a link"),
     ("help", "What to send and how many requests you have left"),
     ("start", "What this bot does"),
-)
-# Documents worth decoding: anything a user would call a clip, by MIME type or by name.
-_MEDIA_SUFFIXES = (
-    ".mp4",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".m4v",
-    ".3gp",
-    ".mpeg",
-    ".mpg",
-    ".m4a",
-    ".mp3",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".wav",
-    ".flac",
-    ".aac",
 )
 _DEFAULT_NAMES = {
     "video": "video.mp4",
@@ -176,9 +158,7 @@ def clip_of(message: Message | None) -> _Clip | None:
 
 
 def _is_media_document(doc: Document) -> bool:
-    mime = (doc.mime_type or "").lower()
-    name = (doc.file_name or "").lower()
-    return mime.startswith(("video/", "audio/")) or name.endswith(_MEDIA_SUFFIXES)
+    return is_media_file(doc.file_name, doc.mime_type)
 
 
 def message_text(message: Message | None) -> str:
@@ -291,7 +271,7 @@ def render_reply(state: State) -> _Html:
     return _Html(render_html(state), is_final(state))
 
 
-def help_html(*, minute_left: float, day_left: float, max_download_mb: int) -> str:
+def help_html(quota: Quota, *, max_download_mb: int) -> str:
     lines = [
         "<b>Which episode is this clip from?</b>",
         "",
@@ -303,17 +283,18 @@ def help_html(*, minute_left: float, day_left: float, max_download_mb: int) -> s
         "use /whichepisode with a link or as a reply to a clip.",
         f"Files sent on Telegram can be up to {max_download_mb} MB.",
         "",
-        _quota_line(minute_left, day_left),
+        _quota_line(quota),
     ]
     return "\n".join(lines)
 
 
-def _quota_line(minute_left: float, day_left: float) -> str:
-    if not (math.isfinite(minute_left) and math.isfinite(day_left)):
+def _quota_line(quota: Quota) -> str:
+    if quota.exempt:
         return "You have no request limit."
+    minute_left = quota.minute_left
     return (
-        f"You have {int(minute_left)} request{'s' if int(minute_left) != 1 else ''} left this "
-        f"minute and {int(day_left)} today."
+        f"You have {minute_left} request{'s' if minute_left != 1 else ''} left this "
+        f"minute and {quota.day_left} today."
     )
 
 
@@ -415,7 +396,7 @@ class TelegramAdapter:
     """Runs the Telegram side of the bot inside the caller's event loop.
 
     `settings`: the whole `Settings` (reads `.telegram` and the fetcher's `extra_hosts`);
-    `service` answers requests; `limits` is read only for /help's remaining quota. The edit
+    `service` answers requests and tells /help's remaining quota. The edit
     intervals default to what Telegram tolerates; tests lower them to see every state.
 
     `fatal` is set when polling has died for good after start (the token was revoked, or
@@ -427,7 +408,6 @@ class TelegramAdapter:
         self,
         settings: Settings,
         service: Service,
-        limits: Limits,
         *,
         private_interval_s: float = PRIVATE_EDIT_INTERVAL_S,
         group_interval_s: float = GROUP_EDIT_INTERVAL_S,
@@ -440,7 +420,6 @@ class TelegramAdapter:
         self._tg = settings.telegram
         self._extra_hosts = tuple(settings.fetch.extra_hosts)
         self._service = service
-        self._limits = limits
         self._stack: contextlib.AsyncExitStack | None = None
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.fatal = asyncio.Event()
@@ -572,11 +551,9 @@ class TelegramAdapter:
         message = update.effective_message
         if message is None or message.from_user is None:
             return
-        minute_left, day_left = self._limits.remaining(_user(message))
         await message.reply_html(
             help_html(
-                minute_left=minute_left,
-                day_left=day_left,
+                self._service.quota(_user(message)),
                 max_download_mb=self._tg.max_download_bytes // (1024 * 1024),
             ),
             reply_parameters=_quote(message),
@@ -629,7 +606,7 @@ class TelegramAdapter:
             except (TelegramError, RetryLater):
                 logger.warning("telegram: could not reply to request %s", request_id)
             return
-        request = _request(
+        request = Request(
             user=_user(message),
             source=self._source(message, target),
             chat_key=f"{PLATFORM}:{message.chat.id}",
@@ -653,13 +630,15 @@ class TelegramAdapter:
         private = is_private(message)
         interval_s = self._intervals_s[0] if private else self._intervals_s[1]
         typing = asyncio.create_task(self._keep_typing(message)) if private else None
-        live = LiveReply(reply, interval_s, sleep=self._pacing(interval_s))
+        live = LiveReply(reply, interval_s, sleep=stop_aware_pacing(interval_s, self._stopped))
         try:
             await live.run(self._service.handle(request), render_reply)
         except asyncio.CancelledError:
             # Cut off by stop(): the core did not get to say so; say it ourselves.
             if not reply.final_shown:
-                await _say_restarting(reply, request.id)
+                await say_restarting(
+                    reply, render_reply, request.id, platform_errors=(TelegramError,)
+                )
             raise
         except Exception:
             logger.exception("telegram: reply for request %s failed", request.id)
@@ -668,21 +647,6 @@ class TelegramAdapter:
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
-
-    def _pacing(self, interval_s: float) -> Callable[[float], Awaitable[None]]:
-        """LiveReply's sleep. Waits between edits end when stop() begins: only last states
-        are left to show, and the caller's stop timeout is short. A longer wait is one the
-        platform asked for (429) and is kept."""
-
-        async def sleep(delay_s: float) -> None:
-            if delay_s > interval_s:
-                await asyncio.sleep(delay_s)
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay_s):
-                    await self._stopped.wait()
-
-        return sleep
 
     def _too_large(self, target: _Clip | str) -> UserFacingError | None:
         limit = self._tg.max_download_bytes
@@ -756,43 +720,6 @@ def _too_large_error(limit_bytes: int) -> UserFacingError:
         f"That file is too big: bots can only download files up to {limit_mb} MB from Telegram. "
         "Send a shorter clip or a link to the post instead."
     )
-
-
-_REQUEST_FIELDS = frozenset(f.name for f in fields(Request))
-
-
-def _request(**values: Any) -> Request:
-    """A Request; `unsolicited` is always False here (Telegram only sees messages addressed
-    to the bot), set explicitly when the core's Request has the field."""
-    if "unsolicited" in _REQUEST_FIELDS:
-        values["unsolicited"] = False
-    return Request(**values)
-
-
-async def _say_restarting(reply: _ReplyMessage, request_id: str) -> None:
-    """Best effort, briefly: the process is going away."""
-    final = render_reply(Failed(Busy(RESTARTING), request_id))
-    try:
-        async with asyncio.timeout(3.0):
-            await reply.edit(final)
-    except (TelegramError, RetryLater, TimeoutError):
-        logger.info("telegram: could not tell request %s about the restart", request_id)
-
-
-async def finish_work(tasks: set[asyncio.Task[Any]], grace_s: float, platform: str) -> None:
-    """Wait up to `grace_s` for `tasks` (a live set: requests may still join it, finished ones
-    leave it), then cancel what is left and wait for it to unwind."""
-    deadline = time.monotonic() + grace_s
-    while tasks and (left := deadline - time.monotonic()) > 0:
-        await asyncio.wait(set(tasks), timeout=left)
-    pending = set(tasks)
-    if pending:
-        logger.warning(
-            "%s: cancelling %d request(s) still running at shutdown", platform, len(pending)
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=grace_s)
 
 
 def _user(message: Message) -> User:
