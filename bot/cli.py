@@ -105,20 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """`citywok run`: exit 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad config, 1 when
     the bot cannot start (no token set, no index)."""
-    import logging
     import os
 
     from bot.app import StartupError, run
+    from bot.logs import configure_logging
 
     try:
         settings = load_settings(args.config, os.environ)
     except ConfigError as e:
         print(f"citywok: config: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings, os.environ)
     try:
         asyncio.run(run(settings))
     except StartupError as e:
