@@ -211,10 +211,11 @@ def _match(args: argparse.Namespace) -> int:
 
 
 def _decode_input(source: str, links: _LinkFetcher, *, sr: int, ffmpeg: str | None) -> Audio:
-    limits = {"sr": sr, "max_duration_s": QUERY_MAX_DURATION_S, "timeout_s": QUERY_DECODE_TIMEOUT_S}
-    if source.startswith(("http://", "https://")):
-        return decode_bytes(links.fetch(source), **limits, ffmpeg=ffmpeg)
-    return decode_file(Path(source), **limits, ffmpeg=ffmpeg)
+    limits = {"max_duration_s": QUERY_MAX_DURATION_S, "timeout_s": QUERY_DECODE_TIMEOUT_S}
+    # Schemes are case-insensitive: `HTTP://…` is a link, not a file path.
+    if source.lower().startswith(("http://", "https://")):
+        return decode_bytes(links.fetch(source), sr=sr, **limits, ffmpeg=ffmpeg)
+    return decode_file(Path(source), sr=sr, **limits, ffmpeg=ffmpeg)
 
 
 def _print_match(

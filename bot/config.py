@@ -242,11 +242,15 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
 
     telegram = dataclasses.replace(settings.telegram, token=get(SECRET_ENV["telegram"]))
     discord = dataclasses.replace(settings.discord, token=get(SECRET_ENV["discord"]))
-    sections = {"telegram": telegram, "discord": discord}
     for (section, key), var in URL_ENV.items():
-        if (value := get(var)) is not None:
-            sections[section] = dataclasses.replace(sections[section], **{key: value})
-    return dataclasses.replace(settings, **sections)
+        if (value := get(var)) is None:
+            continue
+        override: dict[str, Any] = {key: value}
+        if section == "telegram":
+            telegram = dataclasses.replace(telegram, **override)
+        else:
+            discord = dataclasses.replace(discord, **override)
+    return dataclasses.replace(settings, telegram=telegram, discord=discord)
 
 
 def _check(settings: Settings, where: str) -> None:

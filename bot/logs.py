@@ -102,9 +102,9 @@ def configure_logging(settings: Settings, environ: Mapping[str, str] = os.enviro
     back, and the secrets filter on every handler (ours, and any a host program added)."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(handler)
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(stderr)
     root.setLevel(settings.log.level.upper())
     for name, level in CHATTY_LOGGERS.items():
         logging.getLogger(name).setLevel(max(level, root.level))

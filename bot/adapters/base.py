@@ -118,5 +118,7 @@ async def say_restarting(
     try:
         async with asyncio.timeout(RESTARTING_REPLY_TIMEOUT_S):
             await target.edit(render(restarting(request_id)))
-    except (*platform_errors, RetryLater, TimeoutError):
+    except (RetryLater, TimeoutError):
+        logger.info("request %s: could not tell the user about the restart", request_id)
+    except platform_errors:
         logger.info("request %s: could not tell the user about the restart", request_id)

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from bot.core.states import State, is_final
@@ -80,7 +80,9 @@ class LiveReply(Generic[R]):
         self._sent = False
         self._shown: R | None = None
 
-    async def run(self, states: AsyncIterator[State], render: Callable[[State], R]) -> None:
+    async def run(
+        self, states: AsyncGenerator[State, None], render: Callable[[State], R]
+    ) -> None:
         """Consume `states` to the end and show them; returns once the final one is shown.
 
         Raises what the target raises (other than `RetryLater`) for the final state. After
@@ -102,11 +104,9 @@ class LiveReply(Generic[R]):
             elif not pump.cancelled() and pump.exception() is not None:
                 # Already raised above, or superseded by the target's error: either way seen.
                 logger.debug("state stream failed", exc_info=pump.exception())
-            aclose = getattr(states, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await states.aclose()
 
-    async def _pump(self, states: AsyncIterator[State]) -> None:
+    async def _pump(self, states: AsyncGenerator[State, None]) -> None:
         try:
             async for state in states:
                 self._latest = state

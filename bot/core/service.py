@@ -29,7 +29,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -152,7 +152,7 @@ class Service:
 
     # -- requests
 
-    async def handle(self, request: Request) -> AsyncIterator[State]:
+    async def handle(self, request: Request) -> AsyncGenerator[State, None]:
         """Progress states for `request`, ending with `Finished` or `Failed`.
 
         While the service drains, new requests get `Failed(Busy("I'm restarting…"))` at once,
@@ -211,7 +211,9 @@ class Service:
             # Closed early by the consumer, or `_work` never started (aborted first).
             done()
 
-    async def _until_aborted(self, states: AsyncIterator[State]) -> AsyncIterator[State]:
+    async def _until_aborted(
+        self, states: AsyncGenerator[State, None]
+    ) -> AsyncGenerator[State, None]:
         """`states`, until they end or the drain's grace is over. Each step runs in a task of
         its own so that the abort can cancel what the request is waiting on (a download, the
         queue, a worker thread's next stage) without cancelling the consumer."""
@@ -259,7 +261,9 @@ class Service:
             raise
         return ticket
 
-    async def _work(self, request: Request, ticket: Ticket, job: _Job) -> AsyncIterator[State]:
+    async def _work(
+        self, request: Request, ticket: Ticket, job: _Job
+    ) -> AsyncGenerator[State, None]:
         keys = [link_key(request.source.url)] if isinstance(request.source, Link) else []
         if (known := self._remembered(keys, request.id)) is not None:
             ticket.release()
@@ -346,7 +350,7 @@ class Service:
         except DecodeTimeoutError as e:
             raise TooLong(_DECODE_TOO_SLOW) from e
 
-    async def _stages(self, audio: Audio, job: _Job) -> AsyncIterator[MatchResult]:
+    async def _stages(self, audio: Audio, job: _Job) -> AsyncGenerator[MatchResult, None]:
         loop = asyncio.get_running_loop()
         results: asyncio.Queue[MatchResult | _StagesDone] = asyncio.Queue()
         stop = threading.Event()

@@ -150,3 +150,20 @@ async def test_match_takes_links_through_the_bot_fetcher(
         row = json.loads(out.splitlines()[0])
         assert code == 0 and row["status"] == "error" and "private" in row["error"]
         assert server.hits["/video.mp4"] == 1
+
+
+async def test_match_takes_a_link_whose_scheme_is_in_capitals(
+    index_dir: Path, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    """`HTTP://…` is a link like any other (schemes are case-insensitive), not a file path."""
+    config = tmp_path / "citywok.toml"
+    config.write_text('[fetch]\nallow_networks = ["127.0.0.0/8"]\n')
+    async with serve_media(clips["known"].read_bytes()) as server:
+        link = server.url("/video.mp4").replace("http://", "HTTP://")
+        code, out = await _citywok_async(
+            "match", "--index", index_dir, "--json", "--config", config, link
+        )
+        assert code == 0, out
+        row = json.loads(out.splitlines()[0])
+        assert row["status"] == "match" and row["episode"] == "S01E03", row
+        assert server.hits["/video.mp4"] == 1

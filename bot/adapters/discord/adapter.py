@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
@@ -733,8 +733,8 @@ class DiscordAdapter:
 
 
 async def _confident_answer_only(
-    states: AsyncIterator[State], request_id: str
-) -> AsyncIterator[State]:
+    states: AsyncGenerator[State, None], request_id: str
+) -> AsyncGenerator[State, None]:
     """For a message the bot scanned on its own: no "Getting the clip…" or "Listening…" for
     someone who did not ask, and no "not found", "unsure", "busy" or error either. Only a
     confident answer naming an episode is posted, once, at the end."""
@@ -744,9 +744,7 @@ async def _confident_answer_only(
             if is_final(state):
                 final = state
     finally:
-        aclose = getattr(states, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await states.aclose()
     if final is not None and may_post_unasked(final):
         yield final
     else:
