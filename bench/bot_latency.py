@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from bot.adapters.discord.adapter import EDIT_INTERVAL_S, DiscordAdapter
-from bot.adapters.telegram.adapter import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
+from bot.adapters.discord.running import EDIT_INTERVAL_S, DiscordAdapter
+from bot.adapters.telegram.running import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
 from bot.config import Settings, load_settings
 from bot.core.cache import AnswerCache
 from bot.core.limits import Limits

@@ -68,8 +68,8 @@ def _lazy(module: str, name: str) -> AdapterFactory:
 
 # The real adapters, by platform; imported only when started.
 DEFAULT_ADAPTERS: dict[str, AdapterFactory] = {
-    "telegram": _lazy("bot.adapters.telegram.adapter", "TelegramAdapter"),
-    "discord": _lazy("bot.adapters.discord.adapter", "DiscordAdapter"),
+    "telegram": _lazy("bot.adapters.telegram", "TelegramAdapter"),
+    "discord": _lazy("bot.adapters.discord", "DiscordAdapter"),
 }
 
 

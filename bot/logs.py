@@ -80,9 +80,9 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
         record.args = None
-        if record.exc_info:
+        # Formatters print `exc_text` when it is set instead of formatting `exc_info` again.
+        if record.exc_info and not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            record.exc_info = None
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:

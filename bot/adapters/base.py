@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from bot.core.live import ReplyTarget, RetryLater
 from bot.core.service import restarting
-from bot.core.states import State
+from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +122,30 @@ async def say_restarting(
         logger.info("request %s: could not tell the user about the restart", request_id)
     except platform_errors:
         logger.info("request %s: could not tell the user about the restart", request_id)
+
+
+async def unasked_answer_only(
+    states: AsyncGenerator[State, None], request_id: str
+) -> AsyncGenerator[State, None]:
+    """For a message the bot scanned on its own: no "Getting the clip…" or "Listening…" for
+    someone who did not ask, and no "not found", "unsure", "busy" or error either. Only what
+    the core's `may_post_unasked` allows is posted, once, at the end."""
+    final: State | None = None
+    try:
+        async for state in states:
+            if is_final(state):
+                final = state
+    finally:
+        await states.aclose()
+    if final is not None and may_post_unasked(final):
+        yield final
+    else:
+        logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
+
+
+def _outcome(state: State | None) -> str:
+    if isinstance(state, Failed):
+        return state.error.kind
+    if isinstance(state, Finished):
+        return state.result.status
+    return "no answer"

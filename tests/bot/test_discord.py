@@ -25,16 +25,10 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from bot.adapters.discord.adapter import (
-    AUTOSCAN_FILE,
-    CONTEXT_MENU_NAME,
-    DOWNLOAD_FAILED,
-    NO_INTENT_NOTE,
-    AutoscanStore,
-    DiscordAdapter,
-    MessageReplyTarget,
-    rendered2embed,
-)
+from bot.adapters.discord.autoscan import AUTOSCAN_FILE, AutoscanStore
+from bot.adapters.discord.reading import DOWNLOAD_FAILED
+from bot.adapters.discord.running import CONTEXT_MENU_NAME, NO_INTENT_NOTE, DiscordAdapter
+from bot.adapters.discord.writing import MessageReplyTarget, rendered2embed
 from bot.config import load_settings
 from bot.core.limits import Limits
 from bot.core.live import RetryLater
@@ -593,7 +587,7 @@ async def test_autoscan_off_is_per_server_persisted_and_needs_manage_server(
 async def test_without_message_content_intent_mentions_and_replies_still_work(
     make_bot: Any, clips: ClipHost, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.adapters.discord.adapter")
+    caplog.set_level(logging.WARNING, logger="bot.adapters.discord")
     bot = await make_bot(intent=False)
     server = bot.server
     identify = next(p for p in server.gateway_log if p.get("op") == 2)
@@ -617,7 +611,7 @@ async def test_intent_refused_by_discord_falls_back_to_mentions(
     clips: ClipHost,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.adapters.discord.adapter")
+    caplog.set_level(logging.WARNING, logger="bot.adapters.discord")
     discord_server.grant_message_content = False
     bot = await make_bot(intent=True)
     server = bot.server

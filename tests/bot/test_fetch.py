@@ -32,13 +32,11 @@ from bot.core.errors import (
     UserFacingError,
 )
 from bot.core.request import Attachment, Link
-from bot.fetch.fetcher import (
-    Fetcher,
-    FetchSlots,
-    Platform,
-    sniff,
-    ytdlp_user_error,
-)
+from bot.fetch.fetcher import Fetcher
+from bot.fetch.slots import FetchSlots
+from bot.fetch.sniff import sniff
+from bot.fetch.ytdlp import ytdlp_user_error
+from bot.links import Platform
 from tests.fakes.media_server import (
     ENDLESS_MAX_BYTES,
     HTML_PAGE,

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.adapters.discord.adapter import DiscordAdapter
-from bot.adapters.telegram.adapter import TelegramAdapter
+from bot.adapters.discord import DiscordAdapter
+from bot.adapters.telegram import TelegramAdapter
 from bot.config import Settings, load_settings
 from bot.core.limits import Limits
 from bot.core.render import format_timestamp

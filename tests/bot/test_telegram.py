@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 import telegram
 
-from bot.adapters.telegram.adapter import TYPING_EVERY_S, TelegramAdapter, help_html, to_html
+from bot.adapters.telegram.running import TYPING_EVERY_S, TelegramAdapter
+from bot.adapters.telegram.writing import help_html, to_html
 from bot.app import run
 from bot.config import Settings, load_settings
 from bot.core.errors import AlreadyWorking, Busy, NotMedia, RateLimited

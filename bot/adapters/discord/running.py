@@ -19,34 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import tempfile
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 import aiohttp
 import discord
-import yarl
 from discord import app_commands
 
 from bot.adapters.base import (
     STOP_GRACE_S,
     finish_work,
-    is_media_file,
     say_restarting,
     stop_aware_pacing,
+    unasked_answer_only,
 )
+from bot.adapters.discord.autoscan import AUTOSCAN_FILE, AutoscanStore
+from bot.adapters.discord.endpoints import Endpoints
+from bot.adapters.discord.reading import attachment2source, discord_user, message_sources
+from bot.adapters.discord.writing import InteractionTarget, MessageReplyTarget
 from bot.config import Settings
-from bot.core.errors import FetchFailed, Internal
-from bot.core.live import LiveReply, RetryLater
-from bot.core.render import Rendered, clip_text, fit_lines, render_state
-from bot.core.request import Attachment, Link, Request, User, new_request_id
+from bot.core.errors import Internal
+from bot.core.live import LiveReply
+from bot.core.render import render_state
+from bot.core.request import Attachment, Link, Request, new_request_id
 from bot.core.service import Service
-from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
-from bot.links import find_links
+from bot.core.states import Failed
 
 logger = logging.getLogger(__name__)
 
@@ -57,277 +55,13 @@ EDIT_INTERVAL_S = 1.2
 # which we turn into the core's RetryLater so LiveReply can drop stale edits (30 s is the
 # library's minimum).
 MAX_RATELIMIT_TIMEOUT_S = 30.0
-DOWNLOAD_FAILED = "I couldn't download that file from Discord; try again in a minute."
 CONTEXT_MENU_NAME = "Which episode?"
-AUTOSCAN_FILE = "discord-autoscan.json"
 NO_INTENT_NOTE = (
     "Discord message content intent is off (message_content_intent = false, or not enabled "
     "for this application in the Developer Portal → Bot → Privileged Gateway Intents): "
     "automatic scanning of channel messages is OFF. Mentions, replies to the bot, DMs, "
     '/whichepisode and the "Which episode?" menu still work.'
 )
-COLOURS = {
-    "progress": discord.Colour.blurple(),
-    "answer": discord.Colour.green(),
-    "unsure": discord.Colour.gold(),
-    "not_found": discord.Colour.light_grey(),
-    "error": discord.Colour.red(),
-}
-TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
-
-
-# ---- rendering -----------------------------------------------------------------------------------
-
-
-def rendered2embed(rendered: Rendered) -> discord.Embed:
-    """An embed within Discord's limits (title 256, description 4096, 6000 in all). Long
-    timelines lose whole lines from the end, with a count of what was left out.
-
-    Rendered text is plain: markdown in it (an episode title from the operator's titles file
-    such as `*Pilot*` or `Mr_Hankey`) is escaped so that it shows as written."""
-    lines = [discord.utils.escape_markdown(line) for line in rendered.lines]
-    description = "\n".join(fit_lines(lines, DESCRIPTION_LIMIT))
-    title = discord.utils.escape_markdown(rendered.title)
-    return discord.Embed(
-        title=clip_text(title, TITLE_LIMIT) or None,
-        description=description or None,
-        colour=COLOURS.get(rendered.kind, discord.Colour.default()),
-    )
-
-
-# ---- where the live reply goes -------------------------------------------------------------------
-
-
-def _retry_later(error: discord.HTTPException | discord.RateLimited) -> RetryLater:
-    after_s = getattr(error, "retry_after", None) or 1.0
-    return RetryLater(float(after_s))
-
-
-class MessageReplyTarget:
-    """A reply to a channel message, edited in place. Errors are normal replies: messages
-    cannot be ephemeral."""
-
-    def __init__(self, message: discord.Message, request_id: str) -> None:
-        self._message = message
-        self._request_id = request_id
-        self._reply: discord.Message | None = None
-        self._last: discord.Embed | None = None
-        self._dead = False
-        self.final_shown = False
-
-    async def send(self, rendered: Rendered) -> None:
-        embed = rendered2embed(rendered)
-        try:
-            # Not `message.reply`: if the user deleted their message meanwhile, Discord refuses
-            # a reply to it ("Unknown message"); this way the answer is posted anyway.
-            self._reply = await self._message.channel.send(
-                embed=embed,
-                reference=self._message.to_reference(fail_if_not_exists=False),
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-        except discord.RateLimited as error:
-            raise _retry_later(error) from error
-        except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            self._give_up(error)
-            return
-        self._last = embed
-        self.final_shown = rendered.kind != "progress"
-
-    async def edit(self, rendered: Rendered) -> None:
-        if self._reply is None:
-            if not self._dead:
-                await self.send(rendered)
-            return
-        embed = rendered2embed(rendered)
-        if self._last is not None and embed.to_dict() == self._last.to_dict():
-            return  # Discord does not refuse identical edits, but they cost rate budget.
-        try:
-            await self._reply.edit(embed=embed)
-        except discord.RateLimited as error:
-            raise _retry_later(error) from error
-        except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            self._give_up(error)
-            return
-        self._last = embed
-        self.final_shown = rendered.kind != "progress"
-
-    def _give_up(self, error: discord.HTTPException) -> None:
-        """No permission to post, message deleted…: nobody to tell, so log and stop."""
-        self._dead = True
-        self._reply = None
-        logger.warning(
-            "request %s: cannot reply on Discord (%s %s)",
-            self._request_id,
-            error.status,
-            error.text,
-        )
-
-
-class InteractionTarget:
-    """The original response of a deferred interaction. Errors and rate limits are for the
-    requester only: they replace the public "thinking…" response by an ephemeral follow-up,
-    because Discord cannot make an existing response ephemeral."""
-
-    def __init__(self, interaction: discord.Interaction, request_id: str) -> None:
-        self._interaction = interaction
-        self._request_id = request_id
-        self._last: discord.Embed | None = None
-        self._moved_to_ephemeral = False
-        self.final_shown = False
-
-    async def send(self, rendered: Rendered) -> None:
-        await self.edit(rendered)
-
-    async def edit(self, rendered: Rendered) -> None:
-        embed = rendered2embed(rendered)
-        try:
-            if (rendered.ephemeral or rendered.kind == "error") and not self._moved_to_ephemeral:
-                await self._ephemeral(embed)
-            elif not self._moved_to_ephemeral:
-                if self._last is not None and embed.to_dict() == self._last.to_dict():
-                    return
-                await self._interaction.edit_original_response(embed=embed)
-            else:
-                await self._interaction.followup.send(embed=embed, ephemeral=True)
-        except discord.RateLimited as error:
-            raise _retry_later(error) from error
-        except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            logger.warning(
-                "request %s: cannot answer the interaction (%s %s)",
-                self._request_id,
-                error.status,
-                error.text,
-            )
-            return
-        self._last = embed
-        self.final_shown = rendered.kind != "progress"
-
-    async def _ephemeral(self, embed: discord.Embed) -> None:
-        self._moved_to_ephemeral = True
-        with contextlib.suppress(discord.NotFound):
-            await self._interaction.delete_original_response()
-        await self._interaction.followup.send(embed=embed, ephemeral=True)
-
-
-# ---- per-server settings -------------------------------------------------------------------------
-
-
-class AutoscanStore:
-    """Per-guild automatic scanning switch (default on), kept in a small JSON file written
-    atomically (temp file + rename) so a crash never leaves half a file."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._enabled: dict[str, bool] = {}
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            self._enabled = {str(k): bool(v) for k, v in raw.get("autoscan", {}).items()}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, AttributeError):
-            logger.exception("ignoring unreadable Discord settings file %s", path)
-
-    def enabled(self, guild_id: int) -> bool:
-        return self._enabled.get(str(guild_id), True)
-
-    def set(self, guild_id: int, enabled: bool) -> None:
-        self._enabled[str(guild_id)] = enabled
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".autoscan-", dir=self._path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"autoscan": self._enabled}, out, indent=2, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-
-# ---- pointing discord.py at another server -------------------------------------------------------
-
-
-class _Endpoints:
-    """discord.py reads its REST base and gateway URL from class attributes. Set them while
-    this adapter runs and put the previous values back on stop, so tests (or a second client)
-    do not inherit them."""
-
-    def __init__(self, api_base: str | None, gateway_url: str | None) -> None:
-        self._api_base = api_base.rstrip("/") if api_base else None
-        self._gateway = yarl.URL(gateway_url) if gateway_url else None
-        self._saved: tuple[str, yarl.URL] | None = None
-
-    def apply(self) -> None:
-        ws = discord.gateway.DiscordWebSocket
-        self._saved = (discord.http.Route.BASE, ws.DEFAULT_GATEWAY)
-        if self._api_base:
-            discord.http.Route.BASE = self._api_base
-        if self._gateway:
-            ws.DEFAULT_GATEWAY = self._gateway
-
-    def restore(self) -> None:
-        if self._saved is not None:
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = self._saved
-            self._saved = None
-
-
-# ---- finding what to look at ---------------------------------------------------------------------
-
-
-def is_media_attachment(attachment: discord.Attachment) -> bool:
-    return is_media_file(attachment.filename, attachment.content_type)
-
-
-def attachment2source(attachment: discord.Attachment) -> Attachment:
-    return Attachment(
-        filename=attachment.filename,
-        size_bytes=attachment.size,
-        content_type=attachment.content_type,
-        read=_reader(attachment),
-    )
-
-
-def _reader(attachment: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
-    """`attachment.read`, with a CDN failure (expired link, 5xx, connection reset) turned into
-    the core's FetchFailed: the user hears "couldn't download", not "something went wrong"."""
-
-    async def read() -> bytes:
-        try:
-            return await attachment.read()
-        except discord.HTTPException as error:
-            logger.warning("attachment %s: Discord CDN answered %s", attachment.id, error.status)
-            raise FetchFailed(DOWNLOAD_FAILED) from error
-        except aiohttp.ClientError as error:
-            logger.warning("attachment %s: download failed: %r", attachment.id, error)
-            raise FetchFailed(DOWNLOAD_FAILED) from error
-
-    return read
-
-
-def message_sources(
-    message: discord.Message, *, extra_hosts: tuple[str, ...] = ()
-) -> list[Link | Attachment]:
-    """Media attachments first (no site to fail), then supported or direct-media links."""
-    sources: list[Link | Attachment] = [
-        attachment2source(a) for a in message.attachments if is_media_attachment(a)
-    ]
-    links = find_links(message.content or "", extra_hosts=extra_hosts)
-    return sources + [Link(url) for url in links]
-
-
-def discord_user(user: discord.abc.User) -> User:
-    return User(platform="discord", id=str(user.id), name=user.display_name)
-
-
 # ---- the adapter ---------------------------------------------------------------------------------
 
 
@@ -354,7 +88,7 @@ class DiscordAdapter:
         self._service = service
         self._edit_interval_s = edit_interval_s
         self._token: str = self._discord.token or ""
-        self._endpoints = _Endpoints(self._discord.api_base, self._discord.gateway_url)
+        self._endpoints = Endpoints(self._discord.api_base, self._discord.gateway_url)
         self._autoscan = AutoscanStore(self._discord.state_dir / AUTOSCAN_FILE)
         self._content_intent = bool(self._discord.message_content_intent)
         self._client: discord.Client | None = None
@@ -708,7 +442,7 @@ class DiscordAdapter:
         try:
             states = self._service.handle(request)
             if not asked:
-                states = _confident_answer_only(states, request.id)
+                states = unasked_answer_only(states, request.id)
             pacing = stop_aware_pacing(self._edit_interval_s, self._stopped)
             live = LiveReply(target, min_interval_s=self._edit_interval_s, sleep=pacing)
             await live.run(states, render_state)
@@ -732,35 +466,8 @@ class DiscordAdapter:
                 self._work.discard(task)
 
 
-async def _confident_answer_only(
-    states: AsyncGenerator[State, None], request_id: str
-) -> AsyncGenerator[State, None]:
-    """For a message the bot scanned on its own: no "Getting the clip…" or "Listening…" for
-    someone who did not ask, and no "not found", "unsure", "busy" or error either. Only a
-    confident answer naming an episode is posted, once, at the end."""
-    final: State | None = None
-    try:
-        async for state in states:
-            if is_final(state):
-                final = state
-    finally:
-        await states.aclose()
-    if final is not None and may_post_unasked(final):
-        yield final
-    else:
-        logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
-
-
-def _outcome(state: State | None) -> str:
-    if isinstance(state, Failed):
-        return state.error.kind
-    if isinstance(state, Finished):
-        return state.result.status
-    return "no answer"
-
-
 # What a reply target raises when Discord cannot take a message.
 _PLATFORM_ERRORS = (discord.DiscordException, aiohttp.ClientError)
 
 
-__all__ = ["AutoscanStore", "DiscordAdapter", "rendered2embed"]
+__all__ = ["DiscordAdapter"]

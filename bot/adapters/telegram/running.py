@@ -1,6 +1,7 @@
-"""Telegram adapter: turns Bot API updates into `Request`s and renders states back as messages.
+"""Running the Telegram side: the PTB application, its handlers, and one live reply a request.
 
-The only module that imports python-telegram-bot. It runs the PTB `Application` inside the
+This package is the only place that imports python-telegram-bot (`reading` reads messages,
+`writing` writes them, this module runs them). It runs the PTB `Application` inside the
 process's own event loop (never `run_polling`, which would take the loop over), so Telegram and
 Discord share one process, one matcher pool and one set of limits. Updates become core
 `Request(User, Link|Attachment, chat_key, id)`; the core's state stream comes back through
@@ -12,39 +13,28 @@ When it answers:
 - groups (works with privacy mode on): a message that mentions the bot (with a clip or link of
   its own, or replying to one), a reply to the bot, or /whichepisode with a link or as a reply.
 
-It must never let a platform type leave this module, and never send a stack trace to a user.
+It must never let a platform type leave this package, and never send a stack trace to a user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dtm
 import html
 import logging
 import math
 import time
-import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from telegram import (
-    Animation,
-    Audio,
     BotCommand,
-    Document,
     LinkPreviewOptions,
     Message,
-    MessageEntity,
-    ReplyParameters,
     Update,
-    Video,
-    VideoNote,
-    Voice,
 )
-from telegram.constants import ChatAction, ChatType, MessageLimit, ParseMode
-from telegram.error import BadRequest, Conflict, RetryAfter, TelegramError
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, Conflict, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -54,28 +44,37 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.warnings import PTBDeprecationWarning
 
 from bot.adapters.base import (
     STOP_GRACE_S,
     finish_work,
-    is_media_file,
     say_restarting,
     stop_aware_pacing,
 )
+from bot.adapters.telegram.reading import (
+    PLATFORM,
+    Clip,
+    addressed_to_bot,
+    find_target,
+    is_private,
+    user_of,
+)
+from bot.adapters.telegram.writing import (
+    ReplyMessage,
+    help_html,
+    is_file_too_big,
+    quote_of,
+    render_reply,
+)
 from bot.config import Settings
 from bot.core.errors import FetchFailed, TooLarge, UserFacingError
-from bot.core.limits import Quota
 from bot.core.live import LiveReply, RetryLater
-from bot.core.render import Rendered, clip_text, fit_lines, render_state
-from bot.core.request import Attachment, Link, Request, User, new_request_id
+from bot.core.request import Attachment, Link, Request, Source, new_request_id
 from bot.core.service import Service
-from bot.core.states import Failed, State, is_final
-from bot.links import find_links
+from bot.core.states import Failed
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "telegram"
 # Telegram allows about one message per second per chat and 20 per minute in a group: edits
 # count, so a group reply is edited less often.
 PRIVATE_EDIT_INTERVAL_S = 1.0
@@ -84,9 +83,6 @@ GROUP_EDIT_INTERVAL_S = 3.0
 # chat action counts against the 20-messages-a-minute budget the answer itself needs.
 TYPING_EVERY_S = 5.0
 POLL_TIMEOUT_S = 30
-# Telegram's cap on a message, counted after HTML parsing (in UTF-16 code units).
-MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
-MAX_TITLE_UNITS = 512
 # A restart overlaps the old process for a moment, so Telegram's "Conflict" (another getUpdates
 # on this token) is fatal only when it lasts; a quiet gap longer than PTB's longest back-off
 # (30 s) means polling went through in between.
@@ -105,272 +101,6 @@ COMMANDS = (
     ("help", "What to send and how many requests you have left"),
     ("start", "What this bot does"),
 )
-_DEFAULT_NAMES = {
-    "video": "video.mp4",
-    "video_note": "video_note.mp4",
-    "animation": "animation.mp4",
-    "audio": "audio.mp3",
-    "voice": "voice.ogg",
-    "document": "document",
-}
-
-_Media = Video | VideoNote | Animation | Audio | Voice | Document
-Source = Link | Attachment
-
-
-@dataclass(frozen=True)
-class _Clip:
-    """A downloadable clip found in a message: which field it came from and its file."""
-
-    kind: str
-    media: _Media
-
-    @property
-    def file_size(self) -> int | None:
-        return self.media.file_size
-
-    @property
-    def filename(self) -> str:
-        return getattr(self.media, "file_name", None) or _DEFAULT_NAMES[self.kind]
-
-    @property
-    def content_type(self) -> str | None:
-        return getattr(self.media, "mime_type", None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading messages: pure functions of a Message.
-
-
-def clip_of(message: Message | None) -> _Clip | None:
-    """The clip a message carries (forwarded ones carry theirs the same way), if any."""
-    if message is None:
-        return None
-    # Animations arrive with `document` set too: look at the specific fields first.
-    for kind in ("video", "video_note", "animation", "audio", "voice"):
-        media = getattr(message, kind)
-        if media is not None:
-            return _Clip(kind, media)
-    doc = message.document
-    if doc is not None and _is_media_document(doc):
-        return _Clip("document", doc)
-    return None
-
-
-def _is_media_document(doc: Document) -> bool:
-    return is_media_file(doc.file_name, doc.mime_type)
-
-
-def message_text(message: Message | None) -> str:
-    if message is None:
-        return ""
-    return message.text or message.caption or ""
-
-
-def links_of(message: Message | None, *, extra_hosts: tuple[str, ...] = ()) -> list[str]:
-    """Supported or direct-media links in the text or caption (the fetcher's own rules)."""
-    if message is None:
-        return []
-    return find_links(message_text(message), extra_hosts=extra_hosts)
-
-
-def mentions_bot(message: Message, *, username: str, bot_id: int) -> bool:
-    """True if the text or caption mentions the bot by @username or as a text mention."""
-    types: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
-    found = {**message.parse_entities(types), **message.parse_caption_entities(types)}
-    wanted = f"@{username}".lower()
-    for entity, text in found.items():
-        if entity.type == MessageEntity.MENTION and text.lower() == wanted:
-            return True
-        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot_id:
-            return True
-    return False
-
-
-def is_reply_to_bot(message: Message, *, bot_id: int) -> bool:
-    reply = message.reply_to_message
-    return bool(reply and reply.from_user and reply.from_user.id == bot_id)
-
-
-def is_private(message: Message) -> bool:
-    return message.chat.type == ChatType.PRIVATE
-
-
-def is_caption_command(message: Message, *, username: str) -> bool:
-    """`/whichepisode` (or `/whichepisode@this_bot`) as the caption of a clip: PTB's command
-    handlers only read message text, so a captioned clip arrives as a plain message."""
-    words = (message.caption or "").split(maxsplit=1)
-    if not words:
-        return False
-    name, _, at = words[0].partition("@")
-    return name.lower() == "/whichepisode" and at.lower() in ("", username.lower())
-
-
-def addressed_to_bot(message: Message, *, username: str, bot_id: int) -> bool:
-    """Whether the bot should act on a non-command message (commands route separately)."""
-    return (
-        is_private(message)
-        or mentions_bot(message, username=username, bot_id=bot_id)
-        or is_reply_to_bot(message, bot_id=bot_id)
-        or is_caption_command(message, username=username)
-    )
-
-
-def find_target(
-    message: Message, *, bot_id: int, extra_hosts: tuple[str, ...] = ()
-) -> _Clip | str | None:
-    """What to identify: the message's own clip or link, else the clip or link it replies to.
-
-    The bot's own messages are never a source (a reply to the bot is a new request, not a
-    request about the bot's answer).
-    """
-    own = clip_of(message) or next(iter(links_of(message, extra_hosts=extra_hosts)), None)
-    if own is not None:
-        return own
-    reply = message.reply_to_message
-    if reply is None or (reply.from_user is not None and reply.from_user.id == bot_id):
-        return None
-    return clip_of(reply) or next(iter(links_of(reply, extra_hosts=extra_hosts)), None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing messages: Rendered → Telegram HTML.
-
-
-def to_html(rendered: Rendered) -> str:
-    """Title in bold, one escaped line per line, within Telegram's 4096 characters (a long
-    compilation timeline loses whole lines from the end, with a count of what was left out).
-    Telegram parses HTML; nothing user-supplied may reach it unescaped (episode titles can hold
-    `<` or `&`)."""
-    title = clip_text(rendered.title, MAX_TITLE_UNITS, size=_units)
-    budget = MAX_TEXT_UNITS - (_units(title) + 1 if title else 0)
-    lines = fit_lines(list(rendered.lines), budget, size=_units)
-    parts = [f"<b>{html.escape(title)}</b>"] if title else []
-    parts += [html.escape(line) for line in lines]
-    return "\n".join(parts) or html.escape("…")
-
-
-def _units(text: str) -> int:
-    """Length as Telegram counts it: UTF-16 code units (an emoji is two)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def render_html(state: State) -> str:
-    return to_html(render_state(state))
-
-
-@dataclass(frozen=True)
-class _Html:
-    """A rendered state for the live reply; `final` tells an edit that carries the answer."""
-
-    text: str
-    final: bool
-
-
-def render_reply(state: State) -> _Html:
-    return _Html(render_html(state), is_final(state))
-
-
-def help_html(quota: Quota, *, max_download_mb: int) -> str:
-    lines = [
-        "<b>Which episode is this clip from?</b>",
-        "",
-        "Send me a clip — a video, a video note, a GIF, an audio file, a voice note, or forward "
-        "one — or a link to a TikTok, Instagram, YouTube, X or Reddit post. I listen to it and "
-        "reply with the episode and the moment it comes from.",
-        "",
-        "In groups: mention me in a reply to a clip, reply to one of my messages with a clip, or "
-        "use /whichepisode with a link or as a reply to a clip.",
-        f"Files sent on Telegram can be up to {max_download_mb} MB.",
-        "",
-        _quota_line(quota),
-    ]
-    return "\n".join(lines)
-
-
-def _quota_line(quota: Quota) -> str:
-    if quota.exempt:
-        return "You have no request limit."
-    minute_left = quota.minute_left
-    return (
-        f"You have {minute_left} request{'s' if minute_left != 1 else ''} left this "
-        f"minute and {quota.day_left} today."
-    )
-
-
-def _retry_after_s(exc: RetryAfter) -> float:
-    # PTB 22 warns when the int form is read; the timedelta form is the future one.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value: Any = exc.retry_after
-    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
-
-
-def is_not_modified(exc: BadRequest) -> bool:
-    return "message is not modified" in exc.message.lower()
-
-
-def is_file_too_big(exc: BadRequest) -> bool:
-    return "file is too big" in exc.message.lower()
-
-
-# ---------------------------------------------------------------------------------------------
-# The reply: first message, then edits (the core's LiveReply decides when).
-
-
-class _ReplyMessage:
-    """`ReplyTarget` for one request: sends a message quoting the user's, then edits it.
-
-    If Telegram refuses the edit that carries the answer (the progress message was deleted,
-    or anything else but "not modified"), the answer goes out as a new message: the user must
-    never be left looking at "Listening…".
-    """
-
-    def __init__(self, message: Message) -> None:
-        self._message = message
-        self._sent: Message | None = None
-        self.final_shown = False
-
-    async def send(self, rendered: _Html) -> None:
-        try:
-            self._sent = await self._message.reply_html(
-                rendered.text,
-                reply_parameters=_quote(self._message),
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except RetryAfter as exc:
-            raise RetryLater(_retry_after_s(exc)) from exc
-        self.final_shown = rendered.final
-
-    async def edit(self, rendered: _Html) -> None:
-        if self._sent is None:
-            await self.send(rendered)
-            return
-        try:
-            await self._sent.edit_text(
-                rendered.text,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        except RetryAfter as exc:
-            raise RetryLater(_retry_after_s(exc)) from exc
-        except BadRequest as exc:
-            # Two states can render alike; Telegram refuses the identical edit. Nothing is lost.
-            if is_not_modified(exc):
-                pass
-            elif rendered.final:
-                logger.warning(
-                    "telegram: the answer could not replace the progress message (%s); sending "
-                    "it as a new message",
-                    exc.message,
-                )
-                await self.send(rendered)
-                return
-            else:
-                raise
-        self.final_shown = rendered.final
-
-
 class _QuietShutdownPoll(logging.Filter):
     """Turns PTB's stack trace for a failed last getUpdates at stop into one warning line."""
 
@@ -553,10 +283,10 @@ class TelegramAdapter:
             return
         await message.reply_html(
             help_html(
-                self._service.quota(_user(message)),
+                self._service.quota(user_of(message)),
                 max_download_mb=self._tg.max_download_bytes // (1024 * 1024),
             ),
-            reply_parameters=_quote(message),
+            reply_parameters=quote_of(message),
             link_preview_options=LinkPreviewOptions(is_disabled=True),
         )
 
@@ -592,10 +322,10 @@ class TelegramAdapter:
 
     # -- answering ------------------------------------------------------------------------------
 
-    async def _answer(self, message: Message, target: _Clip | str) -> None:
+    async def _answer(self, message: Message, target: Clip | str) -> None:
         """Identify `target` for the author of `message`, replying live to `message`."""
         request_id = new_request_id()
-        reply = _ReplyMessage(message)
+        reply = ReplyMessage(message)
         too_large = self._too_large(target)
         if too_large is not None:
             # Checked before any download (Telegram would refuse it) and before the limits: a
@@ -607,7 +337,7 @@ class TelegramAdapter:
                 logger.warning("telegram: could not reply to request %s", request_id)
             return
         request = Request(
-            user=_user(message),
+            user=user_of(message),
             source=self._source(message, target),
             chat_key=f"{PLATFORM}:{message.chat.id}",
             id=request_id,
@@ -617,7 +347,7 @@ class TelegramAdapter:
             request_id,
             request.user.key,
             request.chat_key,
-            target.kind if isinstance(target, _Clip) else "link",
+            target.kind if isinstance(target, Clip) else "link",
         )
         # Its own task, tracked, so that stop() can wait for it and cancel it without touching
         # PTB's update-processing task.
@@ -626,7 +356,7 @@ class TelegramAdapter:
         work.add_done_callback(self._work.discard)
         await asyncio.wait({work})
 
-    async def _reply_live(self, message: Message, request: Request, reply: _ReplyMessage) -> None:
+    async def _reply_live(self, message: Message, request: Request, reply: ReplyMessage) -> None:
         private = is_private(message)
         interval_s = self._intervals_s[0] if private else self._intervals_s[1]
         typing = asyncio.create_task(self._keep_typing(message)) if private else None
@@ -648,13 +378,13 @@ class TelegramAdapter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await typing
 
-    def _too_large(self, target: _Clip | str) -> UserFacingError | None:
+    def _too_large(self, target: Clip | str) -> UserFacingError | None:
         limit = self._tg.max_download_bytes
-        if isinstance(target, _Clip) and target.file_size is not None and target.file_size > limit:
+        if isinstance(target, Clip) and target.file_size is not None and target.file_size > limit:
             return _too_large_error(limit)
         return None
 
-    def _source(self, message: Message, target: _Clip | str) -> Source:
+    def _source(self, message: Message, target: Clip | str) -> Source:
         if isinstance(target, str):
             return Link(target)
         return Attachment(
@@ -664,7 +394,7 @@ class TelegramAdapter:
             read=self._reader(message, target),
         )
 
-    def _reader(self, message: Message, clip: _Clip) -> Callable[[], Awaitable[bytes]]:
+    def _reader(self, message: Message, clip: Clip) -> Callable[[], Awaitable[bytes]]:
         limit = self._tg.max_download_bytes
 
         async def read() -> bytes:
@@ -702,7 +432,7 @@ class TelegramAdapter:
         with contextlib.suppress(TelegramError):
             await message.reply_html(
                 html.escape(text),
-                reply_parameters=_quote(message),
+                reply_parameters=quote_of(message),
             )
 
 
@@ -720,14 +450,3 @@ def _too_large_error(limit_bytes: int) -> UserFacingError:
         f"That file is too big: bots can only download files up to {limit_mb} MB from Telegram. "
         "Send a shorter clip or a link to the post instead."
     )
-
-
-def _user(message: Message) -> User:
-    author = message.from_user
-    assert author is not None  # handlers return early on messages without an author
-    return User(PLATFORM, str(author.id), author.full_name)
-
-
-def _quote(message: Message) -> ReplyParameters:
-    """Reply parameters that quote `message`, still sending if it was deleted meanwhile."""
-    return ReplyParameters(message.message_id, allow_sending_without_reply=True)

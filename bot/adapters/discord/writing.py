@@ -1,0 +1,163 @@
+"""Writing to Discord: a rendered state as an embed within Discord's limits, and the two
+places a live reply goes (a message reply, an interaction's response)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import discord
+
+from bot.core.live import RetryLater
+from bot.core.render import Rendered, clip_text, fit_lines
+
+logger = logging.getLogger(__name__)
+
+COLOURS = {
+    "progress": discord.Colour.blurple(),
+    "answer": discord.Colour.green(),
+    "unsure": discord.Colour.gold(),
+    "not_found": discord.Colour.light_grey(),
+    "error": discord.Colour.red(),
+}
+TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+def rendered2embed(rendered: Rendered) -> discord.Embed:
+    """An embed within Discord's limits (title 256, description 4096, 6000 in all). Long
+    timelines lose whole lines from the end, with a count of what was left out.
+
+    Rendered text is plain: markdown in it (an episode title from the operator's titles file
+    such as `*Pilot*` or `Mr_Hankey`) is escaped so that it shows as written."""
+    lines = [discord.utils.escape_markdown(line) for line in rendered.lines]
+    description = "\n".join(fit_lines(lines, DESCRIPTION_LIMIT))
+    title = discord.utils.escape_markdown(rendered.title)
+    return discord.Embed(
+        title=clip_text(title, TITLE_LIMIT) or None,
+        description=description or None,
+        colour=COLOURS.get(rendered.kind, discord.Colour.default()),
+    )
+
+
+# ---- where the live reply goes -------------------------------------------------------------------
+
+
+def _retry_later(error: discord.HTTPException | discord.RateLimited) -> RetryLater:
+    after_s = getattr(error, "retry_after", None) or 1.0
+    return RetryLater(float(after_s))
+
+
+class MessageReplyTarget:
+    """A reply to a channel message, edited in place. Errors are normal replies: messages
+    cannot be ephemeral."""
+
+    def __init__(self, message: discord.Message, request_id: str) -> None:
+        self._message = message
+        self._request_id = request_id
+        self._reply: discord.Message | None = None
+        self._last: discord.Embed | None = None
+        self._dead = False
+        self.final_shown = False
+
+    async def send(self, rendered: Rendered) -> None:
+        embed = rendered2embed(rendered)
+        try:
+            # Not `message.reply`: if the user deleted their message meanwhile, Discord refuses
+            # a reply to it ("Unknown message"); this way the answer is posted anyway.
+            self._reply = await self._message.channel.send(
+                embed=embed,
+                reference=self._message.to_reference(fail_if_not_exists=False),
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            self._give_up(error)
+            return
+        self._last = embed
+        self.final_shown = rendered.kind != "progress"
+
+    async def edit(self, rendered: Rendered) -> None:
+        if self._reply is None:
+            if not self._dead:
+                await self.send(rendered)
+            return
+        embed = rendered2embed(rendered)
+        if self._last is not None and embed.to_dict() == self._last.to_dict():
+            return  # Discord does not refuse identical edits, but they cost rate budget.
+        try:
+            await self._reply.edit(embed=embed)
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            self._give_up(error)
+            return
+        self._last = embed
+        self.final_shown = rendered.kind != "progress"
+
+    def _give_up(self, error: discord.HTTPException) -> None:
+        """No permission to post, message deleted…: nobody to tell, so log and stop."""
+        self._dead = True
+        self._reply = None
+        logger.warning(
+            "request %s: cannot reply on Discord (%s %s)",
+            self._request_id,
+            error.status,
+            error.text,
+        )
+
+
+class InteractionTarget:
+    """The original response of a deferred interaction. Errors and rate limits are for the
+    requester only: they replace the public "thinking…" response by an ephemeral follow-up,
+    because Discord cannot make an existing response ephemeral."""
+
+    def __init__(self, interaction: discord.Interaction, request_id: str) -> None:
+        self._interaction = interaction
+        self._request_id = request_id
+        self._last: discord.Embed | None = None
+        self._moved_to_ephemeral = False
+        self.final_shown = False
+
+    async def send(self, rendered: Rendered) -> None:
+        await self.edit(rendered)
+
+    async def edit(self, rendered: Rendered) -> None:
+        embed = rendered2embed(rendered)
+        try:
+            if (rendered.ephemeral or rendered.kind == "error") and not self._moved_to_ephemeral:
+                await self._ephemeral(embed)
+            elif not self._moved_to_ephemeral:
+                if self._last is not None and embed.to_dict() == self._last.to_dict():
+                    return
+                await self._interaction.edit_original_response(embed=embed)
+            else:
+                await self._interaction.followup.send(embed=embed, ephemeral=True)
+        except discord.RateLimited as error:
+            raise _retry_later(error) from error
+        except discord.HTTPException as error:
+            if error.status == 429:
+                raise _retry_later(error) from error
+            logger.warning(
+                "request %s: cannot answer the interaction (%s %s)",
+                self._request_id,
+                error.status,
+                error.text,
+            )
+            return
+        self._last = embed
+        self.final_shown = rendered.kind != "progress"
+
+    async def _ephemeral(self, embed: discord.Embed) -> None:
+        self._moved_to_ephemeral = True
+        with contextlib.suppress(discord.NotFound):
+            await self._interaction.delete_original_response()
+        await self._interaction.followup.send(embed=embed, ephemeral=True)

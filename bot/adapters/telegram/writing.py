@@ -1,0 +1,176 @@
+"""Writing Telegram messages: a rendered state as escaped HTML within Telegram's limits, and
+the one reply a request edits in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dtm
+import html
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import (
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+)
+from telegram.constants import MessageLimit, ParseMode
+from telegram.error import BadRequest, RetryAfter
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.core.limits import Quota
+from bot.core.live import RetryLater
+from bot.core.render import Rendered, clip_text, fit_lines, render_state
+from bot.core.states import State, is_final
+
+logger = logging.getLogger(__name__)
+
+# Telegram's cap on a message, counted after HTML parsing (in UTF-16 code units).
+MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
+MAX_TITLE_UNITS = 512
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing messages: Rendered → Telegram HTML.
+
+
+def to_html(rendered: Rendered) -> str:
+    """Title in bold, one escaped line per line, within Telegram's 4096 characters (a long
+    compilation timeline loses whole lines from the end, with a count of what was left out).
+    Telegram parses HTML; nothing user-supplied may reach it unescaped (episode titles can hold
+    `<` or `&`)."""
+    title = clip_text(rendered.title, MAX_TITLE_UNITS, size=_units)
+    budget = MAX_TEXT_UNITS - (_units(title) + 1 if title else 0)
+    lines = fit_lines(list(rendered.lines), budget, size=_units)
+    parts = [f"<b>{html.escape(title)}</b>"] if title else []
+    parts += [html.escape(line) for line in lines]
+    return "\n".join(parts) or html.escape("…")
+
+
+def _units(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def render_html(state: State) -> str:
+    return to_html(render_state(state))
+
+
+@dataclass(frozen=True)
+class Html:
+    """A rendered state for the live reply; `final` tells an edit that carries the answer."""
+
+    text: str
+    final: bool
+
+
+def render_reply(state: State) -> Html:
+    return Html(render_html(state), is_final(state))
+
+
+def help_html(quota: Quota, *, max_download_mb: int) -> str:
+    lines = [
+        "<b>Which episode is this clip from?</b>",
+        "",
+        "Send me a clip — a video, a video note, a GIF, an audio file, a voice note, or forward "
+        "one — or a link to a TikTok, Instagram, YouTube, X or Reddit post. I listen to it and "
+        "reply with the episode and the moment it comes from.",
+        "",
+        "In groups: mention me in a reply to a clip, reply to one of my messages with a clip, or "
+        "use /whichepisode with a link or as a reply to a clip.",
+        f"Files sent on Telegram can be up to {max_download_mb} MB.",
+        "",
+        _quota_line(quota),
+    ]
+    return "\n".join(lines)
+
+
+def _quota_line(quota: Quota) -> str:
+    if quota.exempt:
+        return "You have no request limit."
+    minute_left = quota.minute_left
+    return (
+        f"You have {minute_left} request{'s' if minute_left != 1 else ''} left this "
+        f"minute and {quota.day_left} today."
+    )
+
+
+def _retry_after_s(exc: RetryAfter) -> float:
+    # PTB 22 warns when the int form is read; the timedelta form is the future one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value: Any = exc.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+def is_not_modified(exc: BadRequest) -> bool:
+    return "message is not modified" in exc.message.lower()
+
+
+def is_file_too_big(exc: BadRequest) -> bool:
+    return "file is too big" in exc.message.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# The reply: first message, then edits (the core's LiveReply decides when).
+
+
+class ReplyMessage:
+    """`ReplyTarget` for one request: sends a message quoting the user's, then edits it.
+
+    If Telegram refuses the edit that carries the answer (the progress message was deleted,
+    or anything else but "not modified"), the answer goes out as a new message: the user must
+    never be left looking at "Listening…".
+    """
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self._sent: Message | None = None
+        self.final_shown = False
+
+    async def send(self, rendered: Html) -> None:
+        try:
+            self._sent = await self._message.reply_html(
+                rendered.text,
+                reply_parameters=quote_of(self._message),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except RetryAfter as exc:
+            raise RetryLater(_retry_after_s(exc)) from exc
+        self.final_shown = rendered.final
+
+    async def edit(self, rendered: Html) -> None:
+        if self._sent is None:
+            await self.send(rendered)
+            return
+        try:
+            await self._sent.edit_text(
+                rendered.text,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except RetryAfter as exc:
+            raise RetryLater(_retry_after_s(exc)) from exc
+        except BadRequest as exc:
+            # Two states can render alike; Telegram refuses the identical edit. Nothing is lost.
+            if is_not_modified(exc):
+                pass
+            elif rendered.final:
+                logger.warning(
+                    "telegram: the answer could not replace the progress message (%s); sending "
+                    "it as a new message",
+                    exc.message,
+                )
+                await self.send(rendered)
+                return
+            else:
+                raise
+        self.final_shown = rendered.final
+
+
+
+def quote_of(message: Message) -> ReplyParameters:
+    """Reply parameters that quote `message`, still sending if it was deleted meanwhile."""
+    return ReplyParameters(message.message_id, allow_sending_without_reply=True)
