@@ -269,12 +269,8 @@ class Service:
             ticket.release()
             yield known
             return
-        position = -1
-        while not ticket.may_fetch:
-            if ticket.position != position:
-                position = ticket.position
-                yield Queued(position)
-            await ticket.wait_change()
+        async for queued in _in_line(ticket, until=lambda: ticket.may_fetch):
+            yield queued
         yield Fetching()
         data = await self.fetcher.fetch(request.source, request_id=request.id)
         logger.info("request %s: fetched %d bytes", request.id, len(data))
@@ -287,12 +283,8 @@ class Service:
             yield known
             return
         ticket.fetched()
-        position = -1
-        while not ticket.running:
-            if ticket.position != position:
-                position = ticket.position
-                yield Queued(position)
-            await ticket.wait_change()
+        async for queued in _in_line(ticket, until=lambda: ticket.running):
+            yield queued
         audio = await self._decode(data, job)
         del data
         async with contextlib.aclosing(self._stages(audio, job)) as results:
@@ -382,6 +374,16 @@ class Service:
             # Closed early (the chat went away, shutdown): let the worker stop after its
             # current stage instead of matching the rest for nobody.
             stop.set()
+
+
+async def _in_line(ticket: Ticket, *, until: Callable[[], bool]) -> AsyncGenerator[Queued, None]:
+    """`Queued(position)` each time the ticket moves up, until `until()` holds."""
+    position = -1
+    while not until():
+        if ticket.position != position:
+            position = ticket.position
+            yield Queued(position)
+        await ticket.wait_change()
 
 
 def _submit(executor: Executor, work: Callable[[], Any]) -> asyncio.Future[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import discord
 
@@ -64,7 +65,8 @@ class MessageReplyTarget:
 
     async def send(self, rendered: Rendered) -> None:
         embed = rendered2embed(rendered)
-        try:
+
+        async def post() -> None:
             # Not `message.reply`: if the user deleted their message meanwhile, Discord refuses
             # a reply to it ("Unknown message"); this way the answer is posted anyway.
             self._reply = await self._message.channel.send(
@@ -73,26 +75,31 @@ class MessageReplyTarget:
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-        except discord.RateLimited as error:
-            raise _retry_later(error) from error
-        except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            self._give_up(error)
-            return
-        self._last = embed
-        self.final_shown = rendered.kind != "progress"
+
+        await self._deliver(post, embed, rendered)
 
     async def edit(self, rendered: Rendered) -> None:
-        if self._reply is None:
+        reply = self._reply
+        if reply is None:
             if not self._dead:
                 await self.send(rendered)
             return
         embed = rendered2embed(rendered)
         if self._last is not None and embed.to_dict() == self._last.to_dict():
             return  # Discord does not refuse identical edits, but they cost rate budget.
+
+        async def replace() -> None:
+            await reply.edit(embed=embed)
+
+        await self._deliver(replace, embed, rendered)
+
+    async def _deliver(
+        self, call: Callable[[], Awaitable[None]], embed: discord.Embed, rendered: Rendered
+    ) -> None:
+        """Run one send or edit: a 429 is the core's RetryLater, any other refusal ends the
+        reply (see `_give_up`)."""
         try:
-            await self._reply.edit(embed=embed)
+            await call()
         except discord.RateLimited as error:
             raise _retry_later(error) from error
         except discord.HTTPException as error:
