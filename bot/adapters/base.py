@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from bot.core.live import ReplyTarget, RetryLater
+from bot.core.live import ReplyTarget, RetryLater, TransientFailure
 from bot.core.service import restarting
 from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
 
@@ -118,7 +118,7 @@ async def say_restarting(
     try:
         async with asyncio.timeout(RESTARTING_REPLY_TIMEOUT_S):
             await target.edit(render(restarting(request_id)))
-    except (RetryLater, TimeoutError):
+    except (RetryLater, TransientFailure, TimeoutError):
         logger.info("request %s: could not tell the user about the restart", request_id)
     except platform_errors:
         logger.info("request %s: could not tell the user about the restart", request_id)

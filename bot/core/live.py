@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
@@ -32,6 +33,14 @@ R_contra = TypeVar("R_contra", contravariant=True)
 # 300 s flood wait): the request must not wait forever. The final state still gets one try.
 MAX_RETRIES = 8
 MAX_WAIT_S = 60.0
+# A platform error worth retrying (5xx, a dropped connection, a timeout) is retried after
+# BACKOFF_BASE_S, doubling up to BACKOFF_MAX_S, with jitter so that many replies hit by one
+# outage do not all come back at the same instant; within the same budget as "retry later".
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 8.0
+# The answer itself waits out a flood wait longer than the budget (sending earlier only earns
+# another refusal), up to this long.
+FINAL_WAIT_CAP_S = 300.0
 
 
 class RetryLater(Exception):
@@ -42,11 +51,21 @@ class RetryLater(Exception):
         self.after_s = max(0.0, float(after_s))
 
 
+class TransientFailure(Exception):
+    """Raised by a `ReplyTarget` when the platform failed in a way worth retrying: a 5xx, a
+    dropped connection, a response slower than the client's timeout."""
+
+
+def backoff_s(attempt: int) -> float:
+    """How long to wait before retry number `attempt` (0-based) after a transient failure."""
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+
+
 class ReplyTarget(Protocol[R_contra]):
     """Where a reply goes. `send` posts the first message, `edit` replaces its content.
 
-    Either may raise `RetryLater`. An edit that changes nothing ("message is not modified")
-    is the adapter's to treat as success.
+    Either may raise `RetryLater` or `TransientFailure`. An edit that changes nothing
+    ("message is not modified") is the adapter's to treat as success.
     """
 
     async def send(self, rendered: R_contra) -> None: ...
@@ -133,7 +152,11 @@ class LiveReply(Generic[R]):
                     await self._sleep(wait_s)
             state, self._latest = self._latest, None
             try:
-                await self._show(state, render)
+                try:
+                    await self._show(state, render)
+                except TransientFailure as failure:
+                    logger.info("reply delivery failed (%s); retrying", failure)
+                    raise RetryLater(backoff_s(retries)) from failure
             except RetryLater as later:
                 retries += 1
                 if retries > MAX_RETRIES or waited_s + later.after_s > self.max_wait_s:
@@ -142,7 +165,7 @@ class LiveReply(Generic[R]):
                         "giving up on progress, the answer gets one more try",
                         retries, waited_s, later.after_s,
                     )
-                    await self._last_try(state, render, later, self.max_wait_s - waited_s)
+                    await self._last_try(state, render, later)
                     return
                 logger.info("reply rate-limited; retrying in %.1f s", later.after_s)
                 if self._latest is None:
@@ -163,22 +186,23 @@ class LiveReply(Generic[R]):
                 return
 
     async def _last_try(
-        self, state: State, render: Callable[[State], R], later: RetryLater, budget_s: float
+        self, state: State, render: Callable[[State], R], later: RetryLater
     ) -> None:
-        """Skip progress to the end of the stream, then show its last state once: at the time
-        the platform asked for if the budget still allows, else as soon as it is known."""
+        """Skip progress to the end of the stream, then show its last state once, at the time
+        the platform asked for (at most `FINAL_WAIT_CAP_S` away): sending before a flood wait
+        is over only earns another refusal, and the answer must not be lost to it."""
         retry_at = self._clock() + later.after_s
         while not self._ended:
             self._arrived.clear()
             await self._arrived.wait()
         if self._latest is not None:
             state, self._latest = self._latest, None
-        wait_s = min(retry_at - self._clock(), budget_s)
+        wait_s = min(retry_at - self._clock(), FINAL_WAIT_CAP_S)
         if wait_s > 0:
             await self._sleep(wait_s)
         try:
             await self._show(state, render)
-        except RetryLater:
+        except (RetryLater, TransientFailure):
             logger.warning("reply still rate-limited; the answer was not shown")
             raise
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.core.errors import Busy
-from bot.core.live import MAX_RETRIES, LiveReply, RetryLater
+from bot.core.live import BACKOFF_MAX_S, MAX_RETRIES, LiveReply, RetryLater, TransientFailure
 from bot.core.states import Failed, Fetching, Finished, Queued, State
 from matcher.result import MatchResult
 
@@ -52,6 +52,7 @@ class Recorder:
     clock: FakeClock | None = None
     calls: list[tuple[str, str, float]] = field(default_factory=list)
     retry_later: list[float] = field(default_factory=list)  # raised by the next calls
+    transient: int = 0  # the next calls fail with a 5xx-like TransientFailure
     broken_edits: int = 0
     gate: asyncio.Event | None = None  # edits wait for it
     editing: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,6 +70,9 @@ class Recorder:
         await self._call("edit", rendered)
 
     async def _call(self, kind: str, rendered: str) -> None:
+        if self.transient:
+            self.transient -= 1
+            raise TransientFailure("502 Bad Gateway")
         if self.retry_later:
             raise RetryLater(self.retry_later.pop(0))
         self.calls.append((kind, rendered, self.clock() if self.clock else 0.0))
@@ -197,7 +201,7 @@ async def test_a_platform_that_never_relents_gives_up_and_closes_the_stream() ->
     assert len(target.retry_later) == 5 - 2  # one over the limit, then the final state's try
 
 
-async def test_a_long_flood_wait_is_not_sat_out_but_the_answer_is_tried_once_more() -> None:
+async def test_a_long_flood_wait_drops_progress_and_the_answer_waits_it_out() -> None:
     clock = FakeClock()
     feed = Feed()
     target = Recorder(clock=clock)
@@ -212,17 +216,17 @@ async def test_a_long_flood_wait_is_not_sat_out_but_the_answer_is_tried_once_mor
     feed.end()
     await task
     # 20 + 30 s waited as asked; 300 s would pass the 60 s budget, so progress is dropped
-    # and the answer is sent once, after what is left of the budget.
-    assert clock.sleeps == [20.0, 30.0, 10.0]
+    # and the answer is sent once, when the flood wait is over (earlier would be refused).
+    assert clock.sleeps == [20.0, 30.0, 300.0]
     assert target.shown == ["queued 2", "finished"]
 
 
-async def test_the_last_try_waits_no_longer_than_the_platform_asked() -> None:
+async def test_the_last_try_waits_as_long_as_the_platform_asked() -> None:
     clock = FakeClock()
     target = Recorder(clock=clock, retry_later=[45.0, 30.0])
     reply = LiveReply(target, 0.0, max_wait_s=60.0, clock=clock, sleep=clock.sleep)
     await run(reply, stream(Fetching(), DONE))
-    assert clock.sleeps == [45.0, 15.0]
+    assert clock.sleeps == [45.0, 30.0]
     assert target.shown == ["finished"]
 
 
@@ -268,3 +272,36 @@ async def test_an_error_in_the_state_stream_reaches_the_caller() -> None:
     with pytest.raises(ValueError, match="bug"):
         await run(LiveReply(target, 0.0), broken())
     assert target.shown == ["fetching"]
+
+
+async def test_two_5xx_on_the_first_message_still_send_it() -> None:
+    clock = FakeClock()
+    target = Recorder(clock=clock, transient=2)
+    await run(LiveReply(target, 0.0, clock=clock, sleep=clock.sleep), stream(DONE))
+    assert target.shown == ["finished"]
+    assert len(clock.sleeps) == 2 and all(0 < s <= BACKOFF_MAX_S for s in clock.sleeps)
+    assert clock.sleeps[1] > clock.sleeps[0] / 2  # backing off, not hammering
+
+
+async def test_a_5xx_on_the_final_edit_is_retried_until_the_answer_is_shown() -> None:
+    clock = FakeClock()
+    feed = Feed()
+    target = Recorder(clock=clock)
+    reply = LiveReply(target, 0.0, clock=clock, sleep=clock.sleep)
+    task = asyncio.create_task(run(reply, feed.states()))
+    feed.push(Fetching())
+    await until(lambda: bool(target.calls))
+    target.transient = 1
+    feed.push(DONE)
+    feed.end()
+    await task
+    assert target.shown == ["fetching", "finished"]
+
+
+async def test_a_platform_down_for_good_ends_with_an_error_not_a_hang() -> None:
+    clock = FakeClock()
+    target = Recorder(clock=clock, transient=1000)
+    with pytest.raises((TransientFailure, RetryLater)):
+        await run(LiveReply(target, 0.0, clock=clock, sleep=clock.sleep), stream(Fetching(), DONE))
+    assert target.shown == []
+    assert sum(clock.sleeps) <= 60.0 + 300.0

@@ -718,6 +718,40 @@ async def test_flood_control_on_the_final_edit_is_waited_out(
     assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
 
 
+@pytest.mark.parametrize("failures", [[500], [502, 502]])
+async def test_server_errors_on_the_final_edit_still_deliver_the_answer(
+    start_bot: BotFactory, clips: dict[str, bytes], failures: list[int]
+) -> None:
+    """A 5xx (or two in a row) on the edit that carries the answer: retried with backoff, so
+    the user never stays on "Listening…"."""
+    bot = await start_bot()
+    for status in failures:
+        bot.server.script_error(
+            "editMessageText", status=status, description="Bad Gateway", when=carries_the_answer
+        )
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+    assert [c.status for c in answer_edits(bot.server)] == [*failures, 200]
+    assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
+
+
+async def test_two_server_errors_on_the_first_message_still_show_the_reply(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    bot = await start_bot()
+    for _ in range(2):
+        bot.server.script_error("sendMessage", status=502, description="Bad Gateway")
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user())
+
+    reply = await bot.answer(sent)
+
+    assert AT in reply.text
+    assert [c.status for c in bot.server.calls_of("sendMessage")][:3] == [502, 502, 200]
+
+
 async def test_message_not_modified_counts_as_delivered(
     start_bot: BotFactory, clips: dict[str, bytes]
 ) -> None:

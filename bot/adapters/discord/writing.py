@@ -7,9 +7,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import discord
 
-from bot.core.live import RetryLater
+from bot.core.live import RetryLater, TransientFailure
 from bot.core.render import Rendered, clip_text, fit_lines
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,12 @@ class MessageReplyTarget:
         except discord.HTTPException as error:
             if error.status == 429:
                 raise _retry_later(error) from error
+            if error.status >= 500:
+                raise TransientFailure(f"{error.status} {error.text}") from error
             self._give_up(error)
             return
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise TransientFailure(repr(error)) from error
         self._last = embed
         self.final_shown = rendered.kind != "progress"
 
@@ -153,6 +158,8 @@ class InteractionTarget:
         except discord.HTTPException as error:
             if error.status == 429:
                 raise _retry_later(error) from error
+            if error.status >= 500:
+                raise TransientFailure(f"{error.status} {error.text}") from error
             logger.warning(
                 "request %s: cannot answer the interaction (%s %s)",
                 self._request_id,
@@ -160,6 +167,8 @@ class InteractionTarget:
                 error.text,
             )
             return
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise TransientFailure(repr(error)) from error
         self._last = embed
         self.final_shown = rendered.kind != "progress"
 

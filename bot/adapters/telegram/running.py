@@ -68,7 +68,7 @@ from bot.adapters.telegram.writing import (
 )
 from bot.config import Settings
 from bot.core.errors import FetchFailed, TooLarge, UserFacingError
-from bot.core.live import LiveReply, RetryLater
+from bot.core.live import LiveReply, RetryLater, TransientFailure
 from bot.core.request import Attachment, Link, Request, Source, new_request_id
 from bot.core.service import Service
 from bot.core.states import Failed
@@ -333,7 +333,7 @@ class TelegramAdapter:
             logger.info("telegram: request %s refused: file over the download cap", request_id)
             try:
                 await reply.send(render_reply(Failed(too_large, request_id)))
-            except (TelegramError, RetryLater):
+            except (TelegramError, RetryLater, TransientFailure):
                 logger.warning("telegram: could not reply to request %s", request_id)
             return
         request = Request(

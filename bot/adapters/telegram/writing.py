@@ -17,11 +17,11 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core.limits import Quota
-from bot.core.live import RetryLater
+from bot.core.live import RetryLater, TransientFailure
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.states import State, is_final
 
@@ -139,6 +139,10 @@ class ReplyMessage:
             )
         except RetryAfter as exc:
             raise RetryLater(_retry_after_s(exc)) from exc
+        except BadRequest:
+            raise
+        except NetworkError as exc:  # 5xx, a dropped connection, a timeout: worth a retry
+            raise TransientFailure(repr(exc)) from exc
         self.final_shown = rendered.final
 
     async def edit(self, rendered: Html) -> None:
@@ -167,6 +171,8 @@ class ReplyMessage:
                 return
             else:
                 raise
+        except NetworkError as exc:  # 5xx, a dropped connection, a timeout: worth a retry
+            raise TransientFailure(repr(exc)) from exc
         self.final_shown = rendered.final
 
 
