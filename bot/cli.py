@@ -178,6 +178,7 @@ def _index_remote(args: argparse.Namespace) -> int:
 
 
 def _index_info(args: argparse.Namespace) -> int:
+    load_index(args.index)  # an index that would not serve is reported as damaged, not listed
     manifest = read_manifest(args.index)
     episodes = manifest["episodes"]
     hours = manifest["duration_s"] / 3600

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ import numpy as np
 from matcher.errors import IndexFormatError, IndexLoadError, IndexMissingError
 from matcher.index import Episode, FingerprintIndex, RepeatedSpan
 from matcher.params import INDEX_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, FingerprintParams
+
+# What write_index names a generation folder: never a path that leaves the index folder.
+_GENERATION = re.compile(r"gen-[0-9a-f]{6,32}")
 
 MANIFEST = "manifest.json"
 CACHE_DIR = "cache"
@@ -101,6 +105,8 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise IndexLoadError(f"the index manifest at {path} is unreadable: {e}") from e
+    if not isinstance(manifest, dict):
+        raise IndexLoadError(f"the index manifest at {path} is damaged (not a JSON object)")
     version = manifest.get("format_version")
     if version not in READABLE_FORMAT_VERSIONS:
         raise IndexFormatError(
@@ -119,8 +125,51 @@ def read_manifest(index_dir: Path) -> dict[str, Any]:
 def load_index(
     index_dir: Path, *, params: FingerprintParams | None = None, mmap: bool = True
 ) -> FingerprintIndex:
-    """Open an index. With `params`, refuse an index built with other parameters."""
+    """Open an index. With `params`, refuse an index built with other parameters.
+
+    A damaged index (a manifest of the wrong shape, arrays that are not what the manifest
+    says, random bytes under a valid header) is refused here with one `IndexLoadError`
+    sentence, never served: answering every request "something went wrong" is worse than not
+    starting."""
     index_dir = Path(index_dir)
+    try:
+        index = _open_index(index_dir, params=params, mmap=mmap)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise IndexLoadError(
+            f"the index at {index_dir} is damaged ({type(e).__name__}: {e}); rebuild it or "
+            "pull it again"
+        ) from e
+    if problem := structure_problem(index):
+        raise IndexLoadError(
+            f"the index at {index_dir} is damaged ({problem}); rebuild it or pull it again"
+        )
+    return index
+
+
+def structure_problem(index: FingerprintIndex) -> str | None:
+    """What is wrong with an index's arrays, or None. Cheap (vectorised, tens of ms at 100 h):
+    catches arrays that do not belong to the manifest or were overwritten."""
+    offsets, positions = index.offsets, index.positions
+    if offsets.dtype.kind not in "iu" or positions.dtype != np.uint32:
+        return f"array types {offsets.dtype}/{positions.dtype}"
+    if offsets[0] != 0 or offsets[-1] != positions.size:
+        return "offsets do not span the postings"
+    if np.any(np.diff(offsets) < 0):
+        return "offsets go backwards"
+    starts = [e.start_frame for e in index.episodes]
+    ends = [e.start_frame + e.n_frames for e in index.episodes]
+    if any(end <= start for start, end in zip(starts, ends, strict=True)) or any(
+        later < end for later, end in zip(starts[1:], ends, strict=False)
+    ):
+        return "episodes overlap on the timeline"
+    if positions.size and int(positions.max()) >= (ends[-1] if ends else 0):
+        return "postings point past the last episode"
+    return None
+
+
+def _open_index(
+    index_dir: Path, *, params: FingerprintParams | None, mmap: bool
+) -> FingerprintIndex:
     manifest = read_manifest(index_dir)
     saved = FingerprintParams.from_dict(manifest["params"])
     if params is not None and params.digest() != saved.digest():
@@ -129,7 +178,10 @@ def load_index(
             f"{saved.digest()}, but this matcher uses {params.digest()}. "
             "Rebuild it with `citywok index build`."
         )
-    data_dir = index_dir / manifest["generation"]
+    generation = manifest["generation"]
+    if not isinstance(generation, str) or not _GENERATION.fullmatch(generation):
+        raise IndexLoadError(f"the index manifest at {index_dir} names no generation of ours")
+    data_dir = index_dir / generation
     mode: Literal["r"] | None = "r" if mmap else None
     try:
         offsets = np.load(data_dir / "offsets.npy", mmap_mode=mode)

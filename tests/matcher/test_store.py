@@ -266,3 +266,90 @@ def test_relative_source_paths_build_and_rebuild(
     second = build_index([Path("media")], index_dir=Path("index"))
     assert first.episodes == 2 and len(second.reused) == 2
     assert all(Path(e["source"]).is_absolute() for e in read_manifest(Path("index"))["episodes"])
+
+
+def _save_like(path: Path, values: np.ndarray) -> None:
+    np.save(path, values)
+
+
+def _generation(index_dir: Path) -> Path:
+    return index_dir / json.loads((index_dir / MANIFEST).read_text())["generation"]
+
+
+def _edit_manifest(index_dir: Path, change) -> None:  # type: ignore[no-untyped-def]
+    path = index_dir / MANIFEST
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def _random_bytes_keeping_size(path: Path) -> None:
+    size = path.stat().st_size
+    path.write_bytes(np.random.default_rng(7).integers(0, 256, size, dtype=np.uint8).tobytes())
+
+
+def _random_values_keeping_header(path: Path) -> None:
+    array = np.load(path)
+    rng = np.random.default_rng(7)
+    _save_like(path, rng.integers(0, np.iinfo(array.dtype).max, array.shape, dtype=array.dtype))
+
+
+def _first_episode_with(extra: dict[str, object]):  # type: ignore[no-untyped-def]
+    return lambda m: {**m, "episodes": [{**m["episodes"][0], **extra}, *m["episodes"][1:]]}
+
+
+DAMAGES = {
+    "no manifest": lambda d: (d / MANIFEST).unlink(),
+    "manifest not JSON": lambda d: (d / MANIFEST).write_text("{not json"),
+    "manifest a list": lambda d: (d / MANIFEST).write_text("[1, 2, 3]"),
+    "no episode table": lambda d: _edit_manifest(d, lambda m: {k: v for k, v in m.items()
+                                                               if k != "episodes"}),
+    "episode with a stray key": lambda d: _edit_manifest(d, _first_episode_with({"x": 1})),
+    "format from the future": lambda d: _edit_manifest(d, lambda m: {**m, "format_version": 99}),
+    "generation outside the folder": lambda d: _edit_manifest(
+        d, lambda m: {**m, "generation": "../../etc"}
+    ),
+    "offsets missing": lambda d: (_generation(d) / "offsets.npy").unlink(),
+    "positions truncated": lambda d: (_generation(d) / "positions.npy").write_bytes(
+        (_generation(d) / "positions.npy").read_bytes()[:1000]
+    ),
+    "positions random bytes": lambda d: _random_bytes_keeping_size(
+        _generation(d) / "positions.npy"
+    ),
+    "offsets random values": lambda d: _random_values_keeping_header(
+        _generation(d) / "offsets.npy"
+    ),
+    "positions random values": lambda d: _random_values_keeping_header(
+        _generation(d) / "positions.npy"
+    ),
+    "positions of another type": lambda d: _save_like(
+        _generation(d) / "positions.npy",
+        np.load(_generation(d) / "positions.npy").astype(np.float32),
+    ),
+    "a file where the folder was": lambda d: (shutil.rmtree(d), d.write_text("oops")),
+}
+
+
+@pytest.fixture(scope="module")
+def built_once(episode_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index_dir = tmp_path_factory.mktemp("damaged") / "index"
+    build_index([episode_files], index_dir=index_dir)
+    return index_dir
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_index_is_one_line_and_exit_1_never_a_traceback(
+    built_once: Path, tmp_path: Path, damage: str
+) -> None:
+    index_dir = tmp_path / "index"
+    shutil.copytree(built_once, index_dir)
+    DAMAGES[damage](index_dir)
+
+    for command in (["index", "info"], ["match"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *command, "--index", str(index_dir),
+             *([str(index_dir)] if command == ["match"] else [])],
+            capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120,
+        )
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("citywok: "), done.stderr
+        assert "Traceback" not in done.stderr
