@@ -221,16 +221,19 @@ def _coarse_seeds(
     counts = index.posting_counts(hashes.key)
     keep = (counts > 0) & (counts <= _count_cap(counts, search))
     key, hyp, anchor = hashes.key[keep], hyp[keep], hashes.anchor_frame[keep].astype(np.int64)
+    n_windows = _windows(peaks.n_frames, round(search.window_s / params.frame_s))
+    window_len = max(peaks.n_frames, 1) / n_windows
+    # Per looked-up key, not per posting: a key has many postings, and these are the same for
+    # each of them (the coarse pass casts up to `coarse_max_votes` votes).
+    key_window = np.minimum((anchor / window_len).astype(np.int64), n_windows - 1)
+    key_shift = np.rint(
+        (anchor - (key_window + 0.5) * window_len) * hyps.time_scale[hyp]
+    ).astype(np.int64)
     postings = index.lookup(key)
     qi = postings.query_index
     vote_hyp = hyp[qi]
-    n_windows = _windows(peaks.n_frames, round(search.window_s / params.frame_s))
-    window_len = max(peaks.n_frames, 1) / n_windows
-    window = np.minimum((anchor[qi] / window_len).astype(np.int64), n_windows - 1)
-    centre = (window + 0.5) * window_len
-    position = postings.position - np.rint(
-        (anchor[qi] - centre) * hyps.time_scale[vote_hyp]
-    ).astype(np.int64)
+    window = key_window[qi]
+    position = postings.position - key_shift[qi]
     bin_frames = search.coarse_bin_frames
     margin = int(2 * window_len * max(search.max_speed, search.max_tempo, 1.0)) + bin_frames
     n_top = search.coarse_cells * n_windows
@@ -310,16 +313,23 @@ def _cell_seeds(
     smooth[:, 1:] += 0.5 * hist[:, :-1]
     smooth[:, :-1] += 0.5 * hist[:, 1:]
     best = np.argmax(smooth, axis=1)
+    # The median position of each pair's votes at its best hypothesis, for all pairs at once:
+    # sort those votes by (pair, position) and take the middle of each pair's run.
+    at_best = sub_hyp == best[sub_slot]
+    slot_b, pos_b = sub_slot[at_best], sub_pos[at_best]
+    order = np.lexsort((pos_b, slot_b))
+    pos_sorted = pos_b[order].astype(np.float64)
+    n_at = np.bincount(slot_b, minlength=top.size)
+    first = np.cumsum(n_at) - n_at
+    lo = first + np.maximum(n_at - 1, 0) // 2
+    hi = first + n_at // 2
     seeds = []
-    for k in range(top.size):
-        at_best = (sub_slot == k) & (sub_hyp == best[k])
-        if not at_best.any():
-            continue
+    for k in np.flatnonzero(n_at > 0).tolist():
         seeds.append(
             _Seed(
                 hypothesis=int(best[k]),
                 centre_frame=(int(top[k] // n_bins) + 0.5) * window_len,
-                centre_position=float(np.median(sub_pos[at_best])),
+                centre_position=float((pos_sorted[lo[k]] + pos_sorted[hi[k]]) / 2.0),
                 votes=int(hist[k, best[k]]),
             )
         )
