@@ -88,3 +88,19 @@ def test_coarse_pass_compiled_equals_numpy(
         slow = _coarse_seeds(peaks, index=memory_index, search=search, hyps=hyps, compiled=False)
         assert fast == slow
         assert fast
+
+
+def test_lower_bound_compiled_equals_numpy() -> None:
+    from matcher.index import _lower_bound, _lower_bound_numpy
+
+    rng = np.random.default_rng(5)
+    runs = [np.sort(rng.integers(0, 1000, size=int(n))) for n in rng.integers(0, 40, size=500)]
+    values = np.concatenate(runs).astype(np.uint32)
+    stops = np.cumsum([r.size for r in runs]).astype(np.int64)
+    starts = stops - np.array([r.size for r in runs], np.int64)
+    target = rng.integers(-5, 1005, size=starts.size).astype(np.int64)
+
+    np.testing.assert_array_equal(
+        _lower_bound(values, starts, stops, target),
+        _lower_bound_numpy(values, starts, stops, target),
+    )
