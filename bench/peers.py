@@ -118,9 +118,12 @@ def machine() -> dict[str, Any]:
 
 
 def _ffmpeg() -> str:
-    from matcher.ffmpeg import find_ffmpeg
+    from matcher.ffmpeg import _bundled_ffmpeg, find_ffmpeg
 
-    return find_ffmpeg()
+    # The static imageio-ffmpeg build when there is one: a distribution's ffmpeg loads dozens of
+    # shared libraries at every start (~40 ms here), which would be charged to audfprint's
+    # per-clip time and make the ratio depend on which ffmpeg the machine happens to have.
+    return _bundled_ffmpeg() or find_ffmpeg()
 
 
 def _worker_env(cpu: int) -> dict[str, str]:
@@ -131,6 +134,8 @@ def _worker_env(cpu: int) -> dict[str, str]:
     bin_dir = OUT / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     link = bin_dir / "ffmpeg"
+    if link.is_symlink() and os.readlink(link) != _ffmpeg():
+        link.unlink()
     if not link.exists():
         link.symlink_to(_ffmpeg())
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -463,7 +468,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['audfprint_commit'][:7]}, CityWok at {results['code']}.",
         "",
         f"Machine: {m['cpu_model']}, {m['cpus']} cores, Python {m['python']}, numpy {m['numpy']}; "
-        f"both systems on CPU {results['cpu']} at nice {results['nice']}, BLAS/OpenMP threads 1. "
+        f"both systems on CPU {results['cpu']} at nice {results['nice']}, BLAS/OpenMP threads 1; "
+        f"audfprint's ffmpeg: `{Path(results.get('ffmpeg', '?')).name}`. "
         f"Shared machine: load average {results['loadavg_start']} at the start, "
         f"{results['loadavg_end']} at the end; only the ratio of the two, measured in "
         "alternating blocks, holds.",
@@ -618,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "episodes": len(corpus.episodes),
         "catalogue_h": catalogue_s / 3600,
         "loadavg_start": loadavg(),
+        "ffmpeg": _ffmpeg(),
         "clips": [asdict(c) for c in clips],
         "n_blocks": args.blocks,
     }
