@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from matcher import votes
 from matcher.hashes import Landmarks, landmarks2hashes_grid, peaks2landmarks
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.peaks import Peaks
+from matcher.votes import VoteSpec
 
 # Votes within this many frames of a cell's densest point count towards it.
 _REFINE_HALF_WIDTH_FRAMES = 2
@@ -202,9 +204,17 @@ def _windows(n_frames: int, window_frames: int) -> int:
 
 
 def _coarse_seeds(
-    peaks: Peaks, *, index: FingerprintIndex, search: SearchParams, hyps: Hypotheses
+    peaks: Peaks,
+    *,
+    index: FingerprintIndex,
+    search: SearchParams,
+    hyps: Hypotheses,
+    compiled: bool = votes.COMPILED,
 ) -> list[_Seed]:
-    """Coarse cells worth a fine check, fullest first (see the module docstring, step 1)."""
+    """Coarse cells worth a fine check, fullest first (see the module docstring, step 1).
+
+    compiled: vote with the numba kernels of `matcher.votes` (False: their numpy reference).
+    """
     params = index.params
     sparse = strongest_peaks(peaks, per_s=search.coarse_peaks_per_s, frame_s=params.frame_s)
     landmarks = peaks2landmarks(
@@ -221,16 +231,14 @@ def _coarse_seeds(
     counts = index.posting_counts(hashes.key)
     keep = (counts > 0) & (counts <= _count_cap(counts, search))
     key, hyp, anchor = hashes.key[keep], hyp[keep], hashes.anchor_frame[keep].astype(np.int64)
-    postings = index.lookup(key)
-    qi = postings.query_index
-    vote_hyp = hyp[qi]
     n_windows = _windows(peaks.n_frames, round(search.window_s / params.frame_s))
     window_len = max(peaks.n_frames, 1) / n_windows
-    window = np.minimum((anchor[qi] / window_len).astype(np.int64), n_windows - 1)
-    centre = (window + 0.5) * window_len
-    position = postings.position - np.rint(
-        (anchor[qi] - centre) * hyps.time_scale[vote_hyp]
-    ).astype(np.int64)
+    # Per looked-up key, not per posting: a key has many postings, and these are the same for
+    # each of them (the coarse pass casts up to `coarse_max_votes` votes).
+    key_window = np.minimum((anchor / window_len).astype(np.int64), n_windows - 1)
+    key_shift = np.rint((anchor - (key_window + 0.5) * window_len) * hyps.time_scale[hyp]).astype(
+        np.int64
+    )
     bin_frames = search.coarse_bin_frames
     margin = int(2 * window_len * max(search.max_speed, search.max_tempo, 1.0)) + bin_frames
     n_top = search.coarse_cells * n_windows
@@ -238,16 +246,24 @@ def _coarse_seeds(
     # half a bin apart (a match straddling a bin edge is not split) for one pass over votes.
     half_bin = max(bin_frames // 2, 1)
     n_half = (index.total_frames + 2 * margin) // half_bin + 2
-    cell = (position + margin) // half_bin + window * n_half
+    spec = VoteSpec(
+        key=key.astype(np.int64),
+        shift=key_shift,
+        window=key_window,
+        hyp=np.asarray(hyp, np.int64),
+        margin=margin,
+        half_bin=half_bin,
+        n_bins=n_half,
+    )
     seeds = _cell_seeds(
-        cell,
-        vote_hyp,
-        position,
+        spec,
+        index=index,
         n_bins=n_half,
         n_windows=n_windows,
         window_len=window_len,
         n_top=n_top,
         hyps=hyps,
+        compiled=compiled,
     )
     seeds.sort(key=lambda s: -s.votes)
     return seeds
@@ -267,26 +283,33 @@ def _count_cap(counts: np.ndarray, search: SearchParams) -> int:
 
 
 def _cell_seeds(
-    cell: np.ndarray,
-    vote_hyp: np.ndarray,
-    position: np.ndarray,
+    spec: VoteSpec,
     *,
+    index: FingerprintIndex,
     n_bins: int,
     n_windows: int,
     window_len: float,
     n_top: int,
     hyps: Hypotheses,
+    compiled: bool,
 ) -> list[_Seed]:
     """Seeds from the `n_top` fullest pairs of neighbouring cells (cell = window * n_bins +
     half-bin); pair k holds cells k and k + 1.
 
-    One bincount over every cell instead of a sort of the votes: on a 100-hour index the coarse
+    One count over every cell instead of a sort of the votes: on a 100-hour index the coarse
     pass casts over a million votes, and sorting them cost more than all the rest of a query.
+    The votes are walked twice (count, then collect those in the fullest pairs) rather than
+    held: a million votes of three int64 arrays each were 24 MB per query thread.
     """
-    if cell.size == 0:
+    if spec.key.size == 0:
         return []
-    single = np.bincount(cell, minlength=n_windows * n_bins + 1)
+    # Plain ndarray views of the memory-mapped table (no copy) for the compiled kernels.
+    offsets, positions = np.asarray(index.offsets), np.asarray(index.positions)
+    count = votes.count_cells if compiled else votes.count_cells_reference
+    single = count(spec, offsets=offsets, positions=positions, n_cells=n_windows * n_bins + 1)
     counts = single[:-1] + single[1:]
+    if not counts.any():
+        return []
     # The fullest pairs by a threshold on a histogram of the counts: argpartition over a
     # million mostly tied bins took ~0.25 s, this takes a few ms.
     at_least = np.cumsum(np.bincount(counts)[::-1])[::-1]  # pairs with count >= v
@@ -294,14 +317,17 @@ def _cell_seeds(
     top = np.flatnonzero(counts >= level)
     if top.size > n_top:
         top = top[np.argsort(-counts[top], kind="stable")[:n_top]]
-    slot = np.full(counts.size + 1, -1, dtype=np.int64)
-    slot[top] = np.arange(top.size)
     # A vote in cell c counts for pair c and pair c - 1.
-    own, prev = slot[cell], slot[np.maximum(cell - 1, 0)]
-    a, b = own >= 0, prev >= 0
-    sub_slot = np.concatenate([own[a], prev[b]])
-    sub_hyp = np.concatenate([vote_hyp[a], vote_hyp[b]])
-    sub_pos = np.concatenate([position[a], position[b]])
+    if compiled:
+        chosen = votes.collect_votes(
+            spec, offsets=offsets, positions=positions, top=top, n_cells=counts.size,
+            counts=counts,
+        )  # fmt: skip
+    else:
+        chosen = votes.collect_votes_reference(
+            spec, offsets=offsets, positions=positions, top=top, n_cells=counts.size
+        )
+    sub_slot, sub_hyp, sub_pos = chosen.slot, chosen.hyp, chosen.position
     hist = np.bincount(sub_slot * hyps.size + sub_hyp, minlength=top.size * hyps.size).reshape(
         top.size, hyps.size
     )
@@ -310,16 +336,23 @@ def _cell_seeds(
     smooth[:, 1:] += 0.5 * hist[:, :-1]
     smooth[:, :-1] += 0.5 * hist[:, 1:]
     best = np.argmax(smooth, axis=1)
+    # The median position of each pair's votes at its best hypothesis, for all pairs at once:
+    # sort those votes by (pair, position) and take the middle of each pair's run.
+    at_best = sub_hyp == best[sub_slot]
+    slot_b, pos_b = sub_slot[at_best], sub_pos[at_best]
+    order = np.lexsort((pos_b, slot_b))
+    pos_sorted = pos_b[order].astype(np.float64)
+    n_at = np.bincount(slot_b, minlength=top.size)
+    first = np.cumsum(n_at) - n_at
+    lo = first + np.maximum(n_at - 1, 0) // 2
+    hi = first + n_at // 2
     seeds = []
-    for k in range(top.size):
-        at_best = (sub_slot == k) & (sub_hyp == best[k])
-        if not at_best.any():
-            continue
+    for k in np.flatnonzero(n_at > 0).tolist():
         seeds.append(
             _Seed(
                 hypothesis=int(best[k]),
                 centre_frame=(int(top[k] // n_bins) + 0.5) * window_len,
-                centre_position=float(np.median(sub_pos[at_best])),
+                centre_position=float((pos_sorted[lo[k]] + pos_sorted[hi[k]]) / 2.0),
                 votes=int(hist[k, best[k]]),
             )
         )

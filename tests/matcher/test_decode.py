@@ -430,3 +430,48 @@ def test_mp4_layout_is_read_from_the_box_headers(media: dict[str, Path]) -> None
     assert not _index_after_media(b"\0\0\0\x08ftyp")  # truncated: ordinary path
     audio = decode_bytes(media["mp4"].read_bytes(), sr=SR, max_duration_s=60, timeout_s=30)
     assert audio.samples.size > 0
+
+
+# --- in-process decoding (PyAV) against the ffmpeg subprocess ----------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mp4+faststart", "webm", "ogg", "opus", "mp3", "wav"])
+def test_in_process_decode_matches_the_ffmpeg_subprocess(media: dict[str, Path], fmt: str) -> None:
+    # A configured binary always runs the subprocess: the slow reference for the fast path.
+    reference = decode_file(media[fmt], **DECODE, ffmpeg=find_ffmpeg())
+    fast = decode_file(media[fmt], **DECODE)
+    from_bytes = decode_bytes(media[fmt].read_bytes(), **DECODE)
+
+    for audio in (fast, from_bytes):
+        assert audio.sr == reference.sr
+        assert audio.samples.dtype == np.float32
+        assert audio.truncated == reference.truncated
+        # Encoder padding at the end may be trimmed differently (a few ms).
+        assert audio.duration_s == pytest.approx(reference.duration_s, abs=0.02)
+        n = min(len(audio.samples), len(reference.samples)) - SR // 100
+        np.testing.assert_allclose(audio.samples[:n], reference.samples[:n], atol=2e-3)
+
+
+def test_in_process_decode_honours_the_cap_and_the_start(media: dict[str, Path]) -> None:
+    capped = decode_file(media["mp4+faststart"], **limits(max_duration_s=1.0))
+    started = decode_file(media["mp4+faststart"], **DECODE, start_s=1.0)
+    reference = decode_file(media["mp4+faststart"], **DECODE, start_s=1.0, ffmpeg=find_ffmpeg())
+
+    assert capped.truncated
+    assert len(capped.samples) == SR
+    assert_sections(capped)
+    assert started.duration_s == pytest.approx(reference.duration_s, abs=0.02)
+    assert_sections(started, first_section=1)
+
+
+def test_without_pyav_the_subprocess_decodes(
+    media: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+
+    audio = decode_bytes(media["mp4"].read_bytes(), **DECODE)
+
+    assert audio.duration_s == pytest.approx(DURATION_S, abs=0.05)
+    assert_sections(audio)
