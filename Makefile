@@ -22,6 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check matcher bot tests bench
+	$(BIN)/ruff format --check matcher bot tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

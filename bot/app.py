@@ -102,7 +102,9 @@ async def run(
         )
     index, generation = await asyncio.to_thread(_load_index, settings)
     logger.info(
-        "index %s: %d episodes, %.1f h", settings.index.dir, len(index.episodes),
+        "index %s: %d episodes, %.1f h",
+        settings.index.dir,
+        len(index.episodes),
         index.duration_s / 3600,
     )
     stop = stop or asyncio.Event()
@@ -116,14 +118,16 @@ async def run(
         logger.warning(
             "limits.max_concurrent (%d) is above matcher.workers (%d): the extra matches wait "
             "unseen in the thread pool instead of in the queue users can see",
-            settings.limits.max_concurrent, settings.matcher.workers,
+            settings.limits.max_concurrent,
+            settings.matcher.workers,
         )
     if settings.limits.max_downloads > settings.fetch.fetch_workers:
         logger.warning(
             "limits.max_downloads (%d) is above fetch.fetch_workers (%d): the extra link "
             "downloads wait unseen in the yt-dlp pool, and their time there counts against "
             "fetch.timeout_s",
-            settings.limits.max_downloads, settings.fetch.fetch_workers,
+            settings.limits.max_downloads,
+            settings.fetch.fetch_workers,
         )
     matcher = Matcher(index)
     service = Service(
@@ -142,8 +146,9 @@ async def run(
                     raise StartupError(f"the {platform} bot failed to start: {e}") from e
                 started.append((platform, adapter))
                 logger.info("%s bot started", platform)
-            logger.info("citywok is running (%s); stop with Ctrl-C or SIGTERM",
-                        ", ".join(platforms))
+            logger.info(
+                "citywok is running (%s); stop with Ctrl-C or SIGTERM", ", ".join(platforms)
+            )
             failure = await _serve(stop, started)
             logger.info("stopping")
     finally:
@@ -246,8 +251,9 @@ async def _stop_adapter(platform: str, adapter: Adapter) -> None:
             await adapter.stop()
         logger.info("%s bot stopped", platform)
     except TimeoutError:
-        logger.warning("%s adapter did not stop within %.1f s; leaving it", platform,
-                       STOP_TIMEOUT_S)
+        logger.warning(
+            "%s adapter did not stop within %.1f s; leaving it", platform, STOP_TIMEOUT_S
+        )
     except Exception:
         logger.exception("%s adapter did not stop cleanly", platform)
 

@@ -132,9 +132,17 @@ class Settings:
 
 # Keys that must be positive when given (zero would switch a feature off by accident).
 _POSITIVE = {
-    "matcher.workers", "matcher.decode_timeout_s", "fetch.max_bytes", "fetch.max_duration_s",
-    "fetch.timeout_s", "fetch.fetch_workers", "limits.per_minute", "limits.per_day",
-    "limits.max_concurrent", "limits.max_downloads", "telegram.max_download_bytes",
+    "matcher.workers",
+    "matcher.decode_timeout_s",
+    "fetch.max_bytes",
+    "fetch.max_duration_s",
+    "fetch.timeout_s",
+    "fetch.fetch_workers",
+    "limits.per_minute",
+    "limits.per_day",
+    "limits.max_concurrent",
+    "limits.max_downloads",
+    "telegram.max_download_bytes",
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -179,9 +187,9 @@ def _section_class(name: str, where: str) -> type[Any]:
     return typing.get_type_hints(Settings)[name]
 
 
-def _section(cls: type[Any], section: str, values: dict[str, Any], *, where: str, base: Path) -> (
-    Any
-):
+def _section(
+    cls: type[Any], section: str, values: dict[str, Any], *, where: str, base: Path
+) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -218,8 +226,10 @@ def _convert(value: Any, hint: Any, *, name: str, where: str, base: Path) -> Any
             raise ConfigError(f"{where}: {name} must be a whole number, not {value!r}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise ConfigError(f"{where}: {name} must be a number, not {value!r}")
         return float(value)

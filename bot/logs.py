@@ -72,9 +72,7 @@ class RedactSecrets(logging.Filter):
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         for pattern in TOKEN_PATTERNS:
-            text = pattern.sub(
-                lambda m: f"{m.group(1)}/{MASK}" if m.groups() else MASK, text
-            )
+            text = pattern.sub(lambda m: f"{m.group(1)}/{MASK}" if m.groups() else MASK, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -31,22 +31,29 @@ def rng() -> np.random.Generator:
 def catalogue() -> list[np.ndarray]:
     """Episode audio at 8 kHz: a shared intro, shared cues, distinct scenes."""
     return make_catalogue(
-        sr=SR, n_episodes=CATALOGUE_EPISODES, duration_s=CATALOGUE_DURATION_S,
+        sr=SR,
+        n_episodes=CATALOGUE_EPISODES,
+        duration_s=CATALOGUE_DURATION_S,
         seed=CATALOGUE_SEED,
     )
 
 
-def index_in_memory(episodes_audio: list[np.ndarray], params: FingerprintParams) -> (
-    FingerprintIndex
-):
+def index_in_memory(
+    episodes_audio: list[np.ndarray], params: FingerprintParams
+) -> FingerprintIndex:
     """The in-memory twin of a built index, straight from audio."""
     episodes, hashes, start = [], [], 0
     for i, samples in enumerate(episodes_audio):
         peaks = audio2peaks(samples, params=params, peaks_per_s=params.ref_peaks_per_s)
         episodes.append(
             Episode(
-                id=f"S01E{i + 1:02d}", season=1, number=i + 1, title=f"Episode {i + 1}",
-                duration_s=samples.size / params.sr, checksum=f"c{i}", start_frame=start,
+                id=f"S01E{i + 1:02d}",
+                season=1,
+                number=i + 1,
+                title=f"Episode {i + 1}",
+                duration_s=samples.size / params.sr,
+                checksum=f"c{i}",
+                start_frame=start,
                 n_frames=peaks.n_frames,
             )
         )

@@ -99,9 +99,7 @@ class LiveReply(Generic[R]):
         self._sent = False
         self._shown: R | None = None
 
-    async def run(
-        self, states: AsyncGenerator[State, None], render: Callable[[State], R]
-    ) -> None:
+    async def run(self, states: AsyncGenerator[State, None], render: Callable[[State], R]) -> None:
         """Consume `states` to the end and show them; returns once the final one is shown.
 
         Raises what the target raises (other than `RetryLater`) for the final state. After
@@ -163,7 +161,9 @@ class LiveReply(Generic[R]):
                     logger.warning(
                         "reply rate-limited %d times (%.0f s waited, %.0f s more asked); "
                         "giving up on progress, the answer gets one more try",
-                        retries, waited_s, later.after_s,
+                        retries,
+                        waited_s,
+                        later.after_s,
                     )
                     await self._last_try(state, render, later)
                     return

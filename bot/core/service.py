@@ -58,6 +58,7 @@ def restarting(request_id: str) -> Failed:
     """The final state of a request cut short by a restart: "send that again in a minute"."""
     return Failed(Busy(_SHUTTING_DOWN), request_id)
 
+
 # After the drain's grace, how long aborted streams get to wind down (cancelling a download or
 # leaving the queue is quick; a worker thread is not waited for).
 _ABORT_WAIT_S = 0.5
@@ -136,7 +137,8 @@ class Service:
             return
         logger.warning(
             "draining: %d requests still running after %.1f s; telling them to send again",
-            self._active, grace_s,
+            self._active,
+            grace_s,
         )
         self._abort.set()
         if not await self._wait_idle(_ABORT_WAIT_S):
@@ -293,9 +295,12 @@ class Service:
                     yield Listening(result)
                     continue
                 logger.info(
-                    "request %s: %s %s after %.1f s of audio, %.0f ms", request.id,
-                    result.status, result.best.episode if result.best else "-",
-                    result.heard_s, result.elapsed_ms,
+                    "request %s: %s %s after %.1f s of audio, %.0f ms",
+                    request.id,
+                    result.status,
+                    result.best.episode if result.best else "-",
+                    result.heard_s,
+                    result.elapsed_ms,
                 )
                 job.release_when_idle(ticket)
                 finished = Finished(result, truncated=audio.truncated)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1 << 16
 
+
 def _check_hop(url: URL, guard: ConnectGuard, request_id: str) -> None:
     """Refuse a hop that is not plain http(s) or names a refused IP literal."""
     if url.scheme not in ("http", "https") or not url.host or url.user or url.password:

@@ -15,6 +15,7 @@ from bot.fetch.messages import (
 
 log = logging.getLogger(__name__)
 
+
 class FetchSlots:
     """Who may fetch now: at most `size` fetches at once and `per_platform` for any one platform
     (a throttled site must not take every slot), with a bounded wait for a slot. A fetch that

@@ -91,7 +91,6 @@ def check_request_handlers() -> None:
         raise RuntimeError(message)
 
 
-
 # Extractors allowed per platform: never the generic one for platform links (it would follow
 # arbitrary embeds), except for Reddit, whose short links (v.redd.it, redd.it, /s/) only the
 # generic extractor resolves, by following the redirect to the post.

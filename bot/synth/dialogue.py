@@ -64,6 +64,8 @@ _ONSET_KINDS = np.array(
 _ONSET_P = np.array([0.22, 0.14, 0.06, 0.13, 0.05, 0.08, 0.1, 0.13, 0.09])
 _CODA_KINDS = np.array([_SIL, _NASAL, _FRIC_S, _FRIC_F, _BURST_T, _BURST_K])
 _CODA_P = np.array([0.5, 0.2, 0.12, 0.04, 0.09, 0.05])
+
+
 def _draw(p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` indices drawn with probabilities `p` (rng.choice with p is slow for small arrays)."""
     cdf = np.cumsum(p)
@@ -194,9 +196,7 @@ class Dialogue:
     line_gain: np.ndarray  # each line's loudness (voice and delivery)
 
 
-def plan_dialogue(
-    n_blocks: int, cast: Cast, rng: np.random.Generator, *, hop_s: float
-) -> Dialogue:
+def plan_dialogue(n_blocks: int, cast: Cast, rng: np.random.Generator, *, hop_s: float) -> Dialogue:
     """Lines between 2-3 characters with gaps, filling at most `n_blocks` blocks.
 
     Planned for all lines at once: more lines than can fit are drawn (arrays are cheap, Python

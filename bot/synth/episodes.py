@@ -82,9 +82,7 @@ def _body(
         use_cue = bool(shared_cues) and (first or rng.random() < 0.3)
         if not use_cue and rng.random() < 0.15:
             continue  # a hard cut
-        cue = (
-            shared_cues[int(rng.integers(len(shared_cues)))] if use_cue else stinger(palette, rng)
-        )
+        cue = shared_cues[int(rng.integers(len(shared_cues)))] if use_cue else stinger(palette, rng)
         level_db = rng.uniform(-3, 1)
         mix_in(out, pos, cue, SPEECH_RMS * 10 ** (level_db / 20) / max(rms_of(cue), 1e-9))
         pos += max(1, cue.size - round(0.3 * sr))  # the next scene starts under the cue's tail

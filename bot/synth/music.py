@@ -303,9 +303,7 @@ def _phrase(
     return _render(n, notes, _drum_hits(style, 0, len(style.progression)), palette), n
 
 
-def music_bed(
-    n: int, palette: Palette, rng: np.random.Generator, *, drums_p: float
-) -> np.ndarray:
+def music_bed(n: int, palette: Palette, rng: np.random.Generator, *, drums_p: float) -> np.ndarray:
     """Underscore for a scene, float32 [shape=(n,)], RMS ~1: two phrases looped in a form.
 
     Looping is what TV underscore does, and it makes music-only stretches repeat inside an

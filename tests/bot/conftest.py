@@ -15,7 +15,10 @@ def index_dir(memory_index: FingerprintIndex, tmp_path_factory: pytest.TempPathF
     """The test catalogue as an index folder on disk, as `citywok run` loads it."""
     folder = tmp_path_factory.mktemp("app") / "index"
     write_index(
-        folder, params=memory_index.params, episodes=memory_index.episodes,
-        offsets=memory_index.offsets, positions=memory_index.positions,
+        folder,
+        params=memory_index.params,
+        episodes=memory_index.episodes,
+        offsets=memory_index.offsets,
+        positions=memory_index.positions,
     )
     return folder

@@ -26,8 +26,6 @@ HANG_GUARD_S = 30.0
 REPO = Path(__file__).parents[2]
 
 
-
-
 @pytest.fixture
 def no_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("TELEGRAM_BOT_TOKEN", "DISCORD_TOKEN"):
@@ -121,9 +119,11 @@ async def test_only_platforms_with_tokens_start(tmp_path: Path, index_dir: Path)
     telegram, discord = Recorder("telegram", events), Recorder("discord", events)
     settings = settings_with(tmp_path, index_dir, {"DISCORD_TOKEN": "d"})
     stop = asyncio.Event()
-    task = asyncio.create_task(run(
-        settings, adapters={"telegram": telegram.factory, "discord": discord.factory}, stop=stop
-    ))
+    task = asyncio.create_task(
+        run(
+            settings, adapters={"telegram": telegram.factory, "discord": discord.factory}, stop=stop
+        )
+    )
     async with asyncio.timeout(HANG_GUARD_S):
         while not events:
             await asyncio.sleep(0.01)
@@ -144,9 +144,7 @@ async def test_an_adapter_that_cannot_start_stops_the_others(
     )
     with pytest.raises(StartupError, match="discord bot failed to start"):
         async with asyncio.timeout(HANG_GUARD_S):
-            await run(
-                settings, adapters={"telegram": telegram.factory, "discord": discord.factory}
-            )
+            await run(settings, adapters={"telegram": telegram.factory, "discord": discord.factory})
     assert events == ["start telegram", "stop telegram"]
 
 
@@ -170,8 +168,16 @@ async def test_the_real_process_serves_telegram_until_sigterm(
         TELEGRAM_FILE_BASE=server.file_base,
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "run", "--config", str(config(tmp_path, index_dir)),
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "run",
+        "--config",
+        str(config(tmp_path, index_dir)),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     log: list[str] = []
     try:
@@ -236,9 +242,11 @@ async def test_an_adapter_without_a_fatal_event_keeps_the_bot_up(
         tmp_path, index_dir, {"TELEGRAM_BOT_TOKEN": "1:a", "DISCORD_TOKEN": "d"}
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(run(
-        settings, adapters={"telegram": telegram.factory, "discord": discord.factory}, stop=stop
-    ))
+    task = asyncio.create_task(
+        run(
+            settings, adapters={"telegram": telegram.factory, "discord": discord.factory}, stop=stop
+        )
+    )
     async with asyncio.timeout(HANG_GUARD_S):
         while len(events) < 2:
             await asyncio.sleep(0.01)

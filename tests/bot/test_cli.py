@@ -18,15 +18,27 @@ from tests.media import make_media
 SR = 8000
 REPO = Path(__file__).parents[2]
 JSON_KEYS = {
-    "input", "status", "episode", "title", "offset_s", "confidence", "speed", "candidates",
-    "segments", "elapsed_ms", "error",
+    "input",
+    "status",
+    "episode",
+    "title",
+    "offset_s",
+    "confidence",
+    "speed",
+    "candidates",
+    "segments",
+    "elapsed_ms",
+    "error",
 }
 
 
 def citywok(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
     )
 
 
@@ -45,9 +57,7 @@ def index_dir(episode_files: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def clips(catalogue: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     known = make_media(folder, catalogue[2][61 * SR : 69 * SR], SR, "mp4")
-    stranger = make_media(
-        folder, make_episode(sr=SR, duration_s=8.0, seed=31337), SR, "ogg"
-    )
+    stranger = make_media(folder, make_episode(sr=SR, duration_s=8.0, seed=31337), SR, "ogg")
     junk = folder / "notes.mp4"
     junk.write_text("this is not a video\n")
     return {"known": known, "stranger": stranger, "junk": junk}
@@ -115,14 +125,19 @@ def test_demo_identifies_its_clip(tmp_path: Path) -> None:
     done = citywok("demo", "--out", tmp_path / "demo")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Correct: the clip was cut from S01E04 at 1:23." in done.stdout
-    assert "Getting the clip" in done.stdout and "S01E04 \"Night Market\"" in done.stdout
+    assert "Getting the clip" in done.stdout and 'S01E04 "Night Market"' in done.stdout
 
 
 async def _citywok_async(*args: str | Path) -> tuple[int, str]:
     """The CLI in a child process, while this test's loop keeps serving the media server."""
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *map(str, args),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
     )
     stdout, stderr = await asyncio.wait_for(child.communicate(), timeout=120)
     assert child.returncode is not None
@@ -137,7 +152,13 @@ async def test_match_takes_links_through_the_bot_fetcher(
     async with serve_media(clips["known"].read_bytes()) as server:
         link = server.url("/video.mp4")
         code, out = await _citywok_async(
-            "match", "--index", index_dir, "--json", "--config", config, link,
+            "match",
+            "--index",
+            index_dir,
+            "--json",
+            "--config",
+            config,
+            link,
             "https://example.com/some/page",
         )
         assert code == 0, out

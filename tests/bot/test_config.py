@@ -29,7 +29,9 @@ def test_the_example_file_loads_and_matches_the_defaults() -> None:
 
 
 def test_values_are_read(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [index]
 dir = "/srv/citywok/index"
 [matcher]
@@ -46,7 +48,8 @@ test_guild_id = 123
 message_content_intent = false
 [app]
 shutdown_grace_s = 5
-""")
+""",
+    )
     settings = load_settings(path, {})
     assert settings.index.dir == Path("/srv/citywok/index")
     assert settings.matcher.workers == 3
@@ -103,7 +106,7 @@ def test_unknown_keys_are_named(tmp_path: Path, text: str, named: str) -> None:
         ("[limits]\nper_minute = true\n", "limits.per_minute must be a whole number"),
         ("[limits]\nper_minute = 0\n", "limits.per_minute must be greater than 0"),
         ('[fetch]\ntimeout_s = "fast"\n', "fetch.timeout_s must be a number"),
-        ('[matcher]\nstages_s = 3\n', "matcher.stages_s must be a list"),
+        ("[matcher]\nstages_s = 3\n", "matcher.stages_s must be a list"),
         ("[matcher]\nstages_s = []\n", "matcher.stages_s"),
         ('[discord]\nmessage_content_intent = "yes"\n', "must be true or false"),
         ('[limits]\nallow_users = ["42"]\n', "allow_users entry '42'"),

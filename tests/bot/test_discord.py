@@ -228,8 +228,11 @@ def retitled(index: FingerprintIndex, title: Callable[[Episode], str]) -> Finger
     """The same catalogue under other titles, as an operator's titles file would name it."""
     episodes = [dataclasses.replace(e, title=title(e)) for e in index.episodes]
     return FingerprintIndex(
-        params=index.params, episodes=episodes, offsets=index.offsets,
-        positions=index.positions, repeats=index.repeats,
+        params=index.params,
+        episodes=episodes,
+        offsets=index.offsets,
+        positions=index.positions,
+        repeats=index.repeats,
     )
 
 
@@ -300,8 +303,10 @@ async def test_unasked_scans_say_nothing_unless_they_found_the_episode(
 
     asked = await server.post_message(clips.url("noise.mp4"), mention_bot=True)
     told = await server.wait_for(
-        lambda: next((r for r in server.replies_to(asked) if r.payload["embeds"][0]["title"]
-                      == "Not found"), None)
+        lambda: next(
+            (r for r in server.replies_to(asked) if r.payload["embeds"][0]["title"] == "Not found"),
+            None,
+        )
     )
     assert told.edits >= 1  # asked: live progress, then the answer
     assert server.replies_to(not_found) == server.replies_to(broken) == []
@@ -793,7 +798,7 @@ def test_embed_stays_within_discord_limits() -> None:
 
 
 def test_an_over_long_first_line_is_clipped_not_dropped() -> None:
-    lines = ["0:00–0:07 S01E02 \"" + "y" * 5000 + "\" at 1:00", "second", "third"]
+    lines = ['0:00–0:07 S01E02 "' + "y" * 5000 + '" at 1:00', "second", "third"]
     embed = rendered2embed(Rendered(title="A compilation", lines=lines, kind="answer"))
     shown = (embed.description or "").splitlines()
     assert len(embed.description or "") <= 4096
@@ -804,8 +809,9 @@ def test_an_over_long_first_line_is_clipped_not_dropped() -> None:
 
 def test_embed_text_is_markdown_escaped() -> None:
     embed = rendered2embed(
-        Rendered(title='S01E02 "*Pilot*"', lines=['0:00–0:07 S01E05 "Mr_Hankey" at 1:00'],
-                 kind="answer")
+        Rendered(
+            title='S01E02 "*Pilot*"', lines=['0:00–0:07 S01E05 "Mr_Hankey" at 1:00'], kind="answer"
+        )
     )
     assert embed.title == 'S01E02 "\\*Pilot\\*"'
     assert embed.description == '0:00–0:07 S01E05 "Mr\\_Hankey" at 1:00'

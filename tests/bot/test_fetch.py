@@ -105,6 +105,7 @@ async def fetch_error(fetcher: Fetcher, url: str) -> UserFacingError:
 
 # ---- links ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "head",
     [HTML_PAGE.encode(), b"  <?xml version='1.0'?><rss/>", b'{"error": "nope"}', b"just text\n"],

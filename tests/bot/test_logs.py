@@ -76,8 +76,9 @@ def test_short_values_are_not_treated_as_secrets() -> None:
 def test_configure_logging_guards_every_handler_and_quiets_http_clients(
     tmp_path: Path, index_dir: Path
 ) -> None:
-    settings = load_settings(config(tmp_path, index_dir, '[log]\nlevel = "DEBUG"\n'),
-                             {"TELEGRAM_BOT_TOKEN": TOKEN})
+    settings = load_settings(
+        config(tmp_path, index_dir, '[log]\nlevel = "DEBUG"\n'), {"TELEGRAM_BOT_TOKEN": TOKEN}
+    )
     root = logging.getLogger()
     extra = logging.StreamHandler()
     root.addHandler(extra)
@@ -120,8 +121,16 @@ async def test_the_whole_log_of_a_real_run_never_holds_the_token(
     log_path = tmp_path / "citywok.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", "--config", str(path),
-            cwd=REPO, env=env, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--config",
+            str(path),
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
         )
     try:
         async with asyncio.timeout(RUN_GUARD_S):
@@ -136,9 +145,11 @@ async def test_the_whole_log_of_a_real_run_never_holds_the_token(
             # Every scripted failure has been met (the 429 on the hint, the 500 on the broken
             # clip's answer): delivering despite them is another test's; this one reads the log.
             await server.wait_until(
-                lambda: len(server.calls_of("sendMessage")) >= 2
-                and server.calls_of("editMessageText")
-                and len(server.calls_of("getUpdates")) >= 4,
+                lambda: (
+                    len(server.calls_of("sendMessage")) >= 2
+                    and server.calls_of("editMessageText")
+                    and len(server.calls_of("getUpdates")) >= 4
+                ),
                 timeout_s=90,
             )
             process.send_signal(signal.SIGTERM)

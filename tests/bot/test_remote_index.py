@@ -161,7 +161,10 @@ def test_cli_publish_and_pull(s3: str, memory_index: FingerprintIndex, tmp_path:
     def citywok(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "bot.cli", "index", *args, "--endpoint-url", s3],
-            capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[2],
+            timeout=120,
         )
 
     done = citywok("publish", "--index", str(tmp_path / "built"), "--to", remote)

@@ -27,19 +27,29 @@ def match(
     query_s: tuple[float, float] = (0.0, 8.0),
 ) -> Match:
     return Match(
-        episode=episode, title=title, offset_s=offset_s, query_start_s=query_s[0],
-        query_stop_s=query_s[1], ref_start_s=offset_s + query_s[0],
-        ref_stop_s=offset_s + query_s[1], speed=speed, confidence=confidence, votes=40,
-        false_alarm_p=1e-20, pitch=speed if pitch is None else pitch,
+        episode=episode,
+        title=title,
+        offset_s=offset_s,
+        query_start_s=query_s[0],
+        query_stop_s=query_s[1],
+        ref_start_s=offset_s + query_s[0],
+        ref_stop_s=offset_s + query_s[1],
+        speed=speed,
+        confidence=confidence,
+        votes=40,
+        false_alarm_p=1e-20,
+        pitch=speed if pitch is None else pitch,
     )
 
 
-def found(best: Match, *, segments: list[Match] | None = None, heard_s: float = 8.0) -> (
-    MatchResult
-):
+def found(best: Match, *, segments: list[Match] | None = None, heard_s: float = 8.0) -> MatchResult:
     return MatchResult(
-        status="match", best=best, candidates=[best], segments=segments or [best],
-        heard_s=heard_s, clip_duration_s=heard_s,
+        status="match",
+        best=best,
+        candidates=[best],
+        segments=segments or [best],
+        heard_s=heard_s,
+        clip_duration_s=heard_s,
     )
 
 
@@ -53,9 +63,7 @@ def text(rendered: Rendered) -> str:
 
 def test_a_sure_answer_names_episode_time_and_confidence() -> None:
     rendered = render_state(Finished(found(match())))
-    assert rendered == Rendered(
-        'S01E02 "Two"', ["At 1:02 (sure, 96%)."], "answer", ephemeral=False
-    )
+    assert rendered == Rendered('S01E02 "Two"', ["At 1:02 (sure, 96%)."], "answer", ephemeral=False)
 
 
 @pytest.mark.parametrize(
@@ -159,8 +167,10 @@ def test_progress_states() -> None:
 
 def every_error() -> list[UserFacingError]:
     simple = [
-        cls() for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, UserFacingError)
+        cls()
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, UserFacingError)
         and cls not in (UserFacingError, RateLimited, Internal)
     ]
     return [*simple, RateLimited(41.2), Internal("ab12cd34")]
@@ -182,7 +192,7 @@ def test_error_kinds_are_distinct() -> None:
 
 
 def test_no_stack_trace_reaches_the_user() -> None:
-    error = errors.NotMedia("Traceback (most recent call last):\n  File \"/srv/x.py\"")
+    error = errors.NotMedia('Traceback (most recent call last):\n  File "/srv/x.py"')
     rendered = render_state(Failed(error, "x"))
     assert rendered.lines == [errors.NotMedia.default_message]
     long = errors.FetchFailed("x" * 1000 + "\nsecond line")

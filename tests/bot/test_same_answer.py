@@ -137,9 +137,7 @@ async def bots(
     executor = ThreadPoolExecutor(1, thread_name_prefix="test-matcher")
     service = Service(Matcher(index), fetcher, limits, settings, executor)
     # Unpaced edits: the test waits for the final state, not for Telegram's or Discord's pace.
-    telegram = TelegramAdapter(
-        settings, service, private_interval_s=0.0, group_interval_s=0.0
-    )
+    telegram = TelegramAdapter(settings, service, private_interval_s=0.0, group_interval_s=0.0)
     discord = DiscordAdapter(settings, service, edit_interval_s=0.0)
     started: list[TelegramAdapter | DiscordAdapter] = []
     try:

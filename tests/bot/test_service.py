@@ -108,8 +108,11 @@ def make_service(
     if limits is not None:
         settings = replace(settings, limits=limits)
     return Service(
-        matcher or Matcher(memory_index), Fetcher(settings.fetch), Limits(settings.limits),
-        settings, executor,
+        matcher or Matcher(memory_index),
+        Fetcher(settings.fetch),
+        Limits(settings.limits),
+        settings,
+        executor,
     )
 
 
@@ -162,9 +165,7 @@ async def test_each_stage_reaches_the_caller_before_matching_ends(
     assert render_state(rest[-1]).kind == "not_found"
 
 
-@pytest.mark.parametrize(
-    ("clip", "kind"), [("silent", "no_audio"), ("junk", "not_media")]
-)
+@pytest.mark.parametrize(("clip", "kind"), [("silent", "no_audio"), ("junk", "not_media")])
 async def test_decode_errors_become_one_clear_sentence(
     memory_index: FingerprintIndex,
     executor: ThreadPoolExecutor,
@@ -223,8 +224,7 @@ async def test_ten_clips_at_once_get_ten_clear_answers(
 ) -> None:
     service = make_service(memory_index, executor, limits=LimitSettings(per_minute=5))
     runs = [
-        collect(service.handle(request(attachment(media["known"]), rid=f"r{n}")))
-        for n in range(10)
+        collect(service.handle(request(attachment(media["known"]), rid=f"r{n}"))) for n in range(10)
     ]
     outcomes = [states[-1] for states in await asyncio.gather(*runs)]
     finished = [o for o in outcomes if isinstance(o, Finished)]
@@ -243,8 +243,7 @@ async def test_the_quota_says_when_to_try_again(
 ) -> None:
     service = make_service(memory_index, executor, limits=LimitSettings(per_minute=2))
     outcomes = [
-        (await collect(service.handle(request(attachment(media["known"])))))[-1]
-        for _ in range(3)
+        (await collect(service.handle(request(attachment(media["known"])))))[-1] for _ in range(3)
     ]
     assert [type(o) for o in outcomes] == [Finished, Finished, Failed]
     error = outcomes[2].error  # type: ignore[union-attr]
@@ -258,7 +257,9 @@ async def test_a_full_house_queues_one_and_turns_the_next_away(
 ) -> None:
     matcher = GatedMatcher(memory_index)
     service = make_service(
-        memory_index, executor, matcher=matcher,
+        memory_index,
+        executor,
+        matcher=matcher,
         limits=LimitSettings(max_concurrent=1, max_queue=1),
     )
     clip = media["stranger"]
@@ -306,7 +307,6 @@ async def test_a_fetch_error_keeps_its_message(
     states = await collect(service.handle(request(text)))
     assert [type(s) for s in states] == [Fetching, Failed]
     assert states[-1].error.kind == "not_media"  # type: ignore[union-attr]
-
 
 
 async def test_work_dropped_by_a_shutting_down_pool_is_answered(
@@ -376,8 +376,13 @@ async def test_a_reposted_clip_is_answered_from_the_cache(
     settings = Settings()
     cache: AnswerCache[Finished] = AnswerCache()
     service = Service(
-        Matcher(memory_index), Fetcher(settings.fetch), Limits(settings.limits), settings,
-        executor, cache=cache, generation="gen-1",
+        Matcher(memory_index),
+        Fetcher(settings.fetch),
+        Limits(settings.limits),
+        settings,
+        executor,
+        cache=cache,
+        generation="gen-1",
     )
     first = await collect(service.handle(request(attachment(media["known"]), rid="first")))
     again = await collect(service.handle(request(attachment(media["known"]), rid="again")))
@@ -414,7 +419,8 @@ async def test_only_the_front_of_the_line_downloads(
     memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
 ) -> None:
     service = make_service(
-        memory_index, executor,
+        memory_index,
+        executor,
         limits=LimitSettings(max_concurrent=1, max_queue=5, max_downloads=1),
     )
     first, second = GatedRead(media["stranger"]), GatedRead(media["stranger"])
@@ -487,7 +493,9 @@ async def test_an_unsolicited_scan_costs_no_quota_and_never_blocks_its_poster(
 ) -> None:
     matcher = GatedMatcher(memory_index)
     service = make_service(
-        memory_index, executor, matcher=matcher,
+        memory_index,
+        executor,
+        matcher=matcher,
         limits=LimitSettings(per_minute=5, max_concurrent=1, max_queue=2),
     )
     clip = media["stranger"]
@@ -502,9 +510,11 @@ async def test_an_unsolicited_scan_costs_no_quota_and_never_blocks_its_poster(
             assert await anext(asked) == Fetching()
             assert await anext(asked) == Queued(1)
             # Another scan while someone waits: refused at once, not queued.
-            other = await collect(service.handle(
-                replace(request(attachment(clip, "c.wav"), user="2"), unsolicited=True)
-            ))
+            other = await collect(
+                service.handle(
+                    replace(request(attachment(clip, "c.wav"), user="2"), unsolicited=True)
+                )
+            )
             assert [type(s) for s in other] == [Failed] and other[0].error.kind == "busy"
             matcher.gate.set()
             assert isinstance((await collect(scan))[-1], Finished)
@@ -546,14 +556,18 @@ async def test_after_the_grace_every_running_stream_ends_restarting(
 ) -> None:
     matcher = GatedMatcher(memory_index)
     service = make_service(
-        memory_index, executor, matcher=matcher,
+        memory_index,
+        executor,
+        matcher=matcher,
         limits=LimitSettings(max_concurrent=1, max_queue=5, max_downloads=1),
     )
     downloading = GatedRead(media["stranger"])
     chat = Chat()
-    running = asyncio.create_task(LiveReply(chat, 0.0).run(
-        service.handle(request(attachment(media["stranger"], "a.wav"), user="1")), render_state
-    ))
+    running = asyncio.create_task(
+        LiveReply(chat, 0.0).run(
+            service.handle(request(attachment(media["stranger"], "a.wav"), user="1")), render_state
+        )
+    )
     streams = [
         service.handle(request(downloading.attachment, user="2")),  # in its download
         service.handle(request(attachment(media["known"]), user="3")),  # waiting to download

@@ -129,7 +129,7 @@ def write_config(
     path.write_text(
         f"""
 [index]
-dir = "{tmp_path / 'index'}"
+dir = "{tmp_path / "index"}"
 
 [matcher]
 workers = 2
@@ -182,7 +182,10 @@ async def start_bot(
         **adapter_kwargs: Any,
     ) -> Harness:
         config = write_config(
-            tmp_path, per_minute=per_minute, per_day=per_day, stages_s=stages_s,
+            tmp_path,
+            per_minute=per_minute,
+            per_day=per_day,
+            stages_s=stages_s,
             allow_users=allow_users,
         )
         env = {
@@ -304,9 +307,7 @@ async def test_link_to_a_private_address_is_refused_without_contacting_it(
     start_bot: BotFactory,
 ) -> None:
     bot = await start_bot()
-    sent = bot.server.push_private_text(
-        "http://10.1.2.3/secret.mp4", user=bot.server.user()
-    )
+    sent = bot.server.push_private_text("http://10.1.2.3/secret.mp4", user=bot.server.user())
 
     reply = await bot.reply(sent, lambda text: BLOCKED_MESSAGE in text)
 
@@ -506,8 +507,11 @@ def retitled(index: FingerprintIndex, title: Callable[[Episode], str]) -> Finger
     """The same catalogue under other titles, as an operator's titles file would name it."""
     episodes = [dataclasses.replace(e, title=title(e)) for e in index.episodes]
     return FingerprintIndex(
-        params=index.params, episodes=episodes, offsets=index.offsets,
-        positions=index.positions, repeats=index.repeats,
+        params=index.params,
+        episodes=episodes,
+        offsets=index.offsets,
+        positions=index.positions,
+        repeats=index.repeats,
     )
 
 
@@ -606,7 +610,9 @@ async def test_a_failed_last_poll_at_stop_logs_one_line_not_a_traceback(
     harmless and must not put a stack trace in the operator's log."""
     bot = await start_bot()
     bot.server.script_error(
-        "getUpdates", status=502, description="Bad Gateway",
+        "getUpdates",
+        status=502,
+        description="Bad Gateway",
         when=lambda params: str(params.get("timeout")) in ("0", "0.0"),
     )
     with caplog.at_level(logging.DEBUG):
@@ -774,9 +780,7 @@ async def test_ten_clips_at_once_each_get_an_answer(
 ) -> None:
     bot = await start_bot(per_minute=100, per_day=1000)
     user = bot.server.user()
-    sent = [
-        bot.server.push_private_media("video", clips["mp4"], user=user) for _ in range(10)
-    ]
+    sent = [bot.server.push_private_media("video", clips["mp4"], user=user) for _ in range(10)]
 
     refusals = tuple(render_error(e).title for e in (AlreadyWorking(), Busy(), RateLimited(1)))
 
@@ -808,8 +812,11 @@ async def test_citywok_run_serves_telegram_and_stops_cleanly(
     token, a clip answered, then a clean stop."""
     index_dir = tmp_path / "index"
     write_index(
-        index_dir, params=memory_index.params, episodes=memory_index.episodes,
-        offsets=memory_index.offsets, positions=memory_index.positions,
+        index_dir,
+        params=memory_index.params,
+        episodes=memory_index.episodes,
+        offsets=memory_index.offsets,
+        positions=memory_index.positions,
     )
     env = {
         "TELEGRAM_BOT_TOKEN": TOKEN,
@@ -852,7 +859,8 @@ async def test_fake_confirms_updates_by_offset_and_applies_privacy_mode(
 
         updates = await tg.get_updates(timeout=1)
         assert [u.message.message_id for u in updates if u.message] == [
-            first["message_id"], mention["message_id"],
+            first["message_id"],
+            mention["message_id"],
         ]
         assert await tg.get_updates(timeout=1) == updates  # not confirmed yet
         assert await tg.get_updates(offset=updates[-1].update_id + 1, timeout=1) == ()

@@ -44,18 +44,46 @@ MAX_TEXT_CHARS = 4096
 # Form fields python-telegram-bot sends JSON-encoded (objects, arrays, booleans, numbers).
 _JSON_FIELDS = frozenset(
     {
-        "reply_parameters", "reply_markup", "entities", "link_preview_options", "commands",
-        "allowed_updates", "scope", "disable_notification", "protect_content",
-        "drop_pending_updates", "allow_sending_without_reply", "reply_to_message_id",
-        "message_id", "offset", "limit", "timeout", "disable_web_page_preview",
+        "reply_parameters",
+        "reply_markup",
+        "entities",
+        "link_preview_options",
+        "commands",
+        "allowed_updates",
+        "scope",
+        "disable_notification",
+        "protect_content",
+        "drop_pending_updates",
+        "allow_sending_without_reply",
+        "reply_to_message_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "disable_web_page_preview",
     }
 )
 _INT_FIELDS = frozenset({"chat_id", "user_id"})
 # Tags Telegram accepts in parse_mode=HTML.
 _HTML_TAGS = frozenset(
     {
-        "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-        "code", "pre", "blockquote", "tg-emoji", "br",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+        "br",
     }
 )
 
@@ -183,13 +211,23 @@ def visible_text(text: str, parse_mode: str | None) -> str:
 # Media kinds: how each appears in a Message, with the fields Telegram sets.
 
 _MEDIA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "video": {"width": 32, "height": 32, "duration": 10, "mime_type": "video/mp4",
-              "file_name": "clip.mp4"},
+    "video": {
+        "width": 32,
+        "height": 32,
+        "duration": 10,
+        "mime_type": "video/mp4",
+        "file_name": "clip.mp4",
+    },
     "document": {"mime_type": "video/mp4", "file_name": "clip.mp4"},
     "voice": {"duration": 10, "mime_type": "audio/ogg"},
     "video_note": {"length": 240, "duration": 10},
-    "animation": {"width": 32, "height": 32, "duration": 10, "mime_type": "video/mp4",
-                  "file_name": "clip.mp4"},
+    "animation": {
+        "width": 32,
+        "height": 32,
+        "duration": 10,
+        "mime_type": "video/mp4",
+        "file_name": "clip.mp4",
+    },
     "audio": {"duration": 10, "mime_type": "audio/mpeg", "file_name": "clip.mp3"},
 }
 
@@ -206,8 +244,12 @@ class FakeTelegramServer:
         # arrive. Turned off, every group message does (as for a bot that is a group admin).
         self.privacy_mode = True
         self.bot_user = {
-            "id": BOT_ID, "is_bot": True, "first_name": "CityWok", "username": BOT_USERNAME,
-            "can_join_groups": True, "can_read_all_group_messages": False,
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "CityWok",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
         self.calls: list[Call] = []
@@ -286,7 +328,10 @@ class FakeTelegramServer:
     ) -> None:
         """Flood control: 429 with `parameters.retry_after`, as Telegram sends it."""
         self.script_error(
-            method, nth=nth, when=when, status=429,
+            method,
+            nth=nth,
+            when=when,
+            status=429,
             description=f"Too Many Requests: retry after {retry_after_s}",
             parameters={"retry_after": retry_after_s},
         )
@@ -298,7 +343,11 @@ class FakeTelegramServer:
         says this only when the message already shows that text (say, an earlier edit whose
         response was lost), so the chat must show it too."""
         self.script_error(
-            "editMessageText", nth=nth, when=when, status=400, description=NOT_MODIFIED,
+            "editMessageText",
+            nth=nth,
+            when=when,
+            status=400,
+            description=NOT_MODIFIED,
             apply_first=True,
         )
 
@@ -322,7 +371,8 @@ class FakeTelegramServer:
     def replies_to(self, chat_id: int, message_id: int) -> list[BotMessage]:
         """The bot's messages that quote the given user message."""
         return [
-            m for m in self.bot_messages.values()
+            m
+            for m in self.bot_messages.values()
             if m.chat_id == chat_id and m.reply_to_message_id == message_id
         ]
 
@@ -330,9 +380,7 @@ class FakeTelegramServer:
         replies = self.replies_to(message["chat"]["id"], message["message_id"])
         return replies[0] if replies else None
 
-    async def wait_for(
-        self, predicate: Callable[[Call], bool], *, timeout_s: float = 30.0
-    ) -> Call:
+    async def wait_for(self, predicate: Callable[[Call], bool], *, timeout_s: float = 30.0) -> Call:
         """The first recorded call (past or future) matching `predicate`."""
 
         def found() -> Call | None:
@@ -353,9 +401,7 @@ class FakeTelegramServer:
     def summary(self) -> str:
         """The bot's messages and its last calls, for a failed wait's message."""
         messages = [f"{m.chat_id}/{m.message_id}: {m.versions}" for m in self.bot_messages.values()]
-        calls = [
-            f"{c.method}:{c.status}" for c in self.calls[-20:] if c.method != "getUpdates"
-        ]
+        calls = [f"{c.method}:{c.status}" for c in self.calls[-20:] if c.method != "getUpdates"]
         return f"bot messages {messages}; recent calls {calls}"
 
     async def _changed(self) -> None:
@@ -372,7 +418,10 @@ class FakeTelegramServer:
     def user(self, first_name: str = "Alice", *, user_id: int | None = None) -> dict[str, Any]:
         uid = user_id if user_id is not None else next(self._user_ids)
         return {
-            "id": uid, "is_bot": False, "first_name": first_name, "username": first_name.lower(),
+            "id": uid,
+            "is_bot": False,
+            "first_name": first_name,
+            "username": first_name.lower(),
         }
 
     @staticmethod
@@ -386,7 +435,9 @@ class FakeTelegramServer:
     def add_file(self, data: bytes, *, suffix: str = ".mp4") -> StoredFile:
         n = next(self._file_ids)
         stored = StoredFile(
-            file_id=f"FILE{n:04d}", file_unique_id=f"U{n:04d}", data=data,
+            file_id=f"FILE{n:04d}",
+            file_unique_id=f"U{n:04d}",
+            data=data,
             file_path=f"documents/file_{n}{suffix}",
         )
         self.files[stored.file_id] = stored
@@ -432,7 +483,10 @@ class FakeTelegramServer:
         """
         ids = self._message_ids.setdefault(chat["id"], itertools.count(1))
         msg: dict[str, Any] = {
-            "message_id": next(ids), "date": int(time.time()), "chat": chat, "from": user,
+            "message_id": next(ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
             **(media or {}),
         }
         if text is not None:
@@ -447,7 +501,9 @@ class FakeTelegramServer:
             msg["reply_to_message"] = reply_to
         if forwarded_from is not None:
             msg["forward_origin"] = {
-                "type": "user", "date": int(time.time()) - 60, "sender_user": forwarded_from,
+                "type": "user",
+                "date": int(time.time()) - 60,
+                "sender_user": forwarded_from,
             }
         self.chat_messages[(chat["id"], msg["message_id"])] = msg
         return msg
@@ -480,7 +536,10 @@ class FakeTelegramServer:
         """A clip sent (or forwarded) straight to the bot."""
         obj = self.media(kind, data, file_size=file_size, **fields)
         msg = self.message(
-            self.private_chat(user), user, caption=caption, forwarded_from=forwarded_from,
+            self.private_chat(user),
+            user,
+            caption=caption,
+            forwarded_from=forwarded_from,
             media={kind: obj},
         )
         self.deliver(msg)
@@ -529,7 +588,11 @@ class FakeTelegramServer:
         )
 
     def push_reply_to_bot(
-        self, bot_message: BotMessage, *, user: dict[str, Any], text: str,
+        self,
+        bot_message: BotMessage,
+        *,
+        user: dict[str, Any],
+        text: str,
         chat: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         original = self.chat_messages[(bot_message.chat_id, bot_message.message_id)]
@@ -651,8 +714,11 @@ class FakeTelegramServer:
         if reply_to is not None:
             msg["reply_to_message"] = self.chat_messages[(chat_id, reply_to)]
         self.bot_messages[(chat_id, msg["message_id"])] = BotMessage(
-            chat_id=chat_id, message_id=msg["message_id"], text=text,
-            reply_to_message_id=reply_to, versions=[text],
+            chat_id=chat_id,
+            message_id=msg["message_id"],
+            text=text,
+            reply_to_message_id=reply_to,
+            versions=[text],
         )
         return msg
 
@@ -688,8 +754,10 @@ class FakeTelegramServer:
         if len(stored.data) > self.download_limit_bytes:
             raise ApiError(400, FILE_TOO_BIG)
         return {
-            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "file_size": len(stored.data), "file_path": stored.file_path,
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(stored.data),
+            "file_path": stored.file_path,
         }
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
@@ -749,8 +817,11 @@ def _entities(text: str) -> list[dict[str, Any]]:
     for kind, pattern in patterns:
         for m in re.finditer(pattern, text):
             found.append(
-                {"type": kind, "offset": _utf16_len(text[: m.start()]),
-                 "length": _utf16_len(m.group())}
+                {
+                    "type": kind,
+                    "offset": _utf16_len(text[: m.start()]),
+                    "length": _utf16_len(m.group()),
+                }
             )
     return sorted(found, key=lambda e: e["offset"])
 
@@ -791,9 +862,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
     return params
 
 
-def _error(
-    status: int, description: str, parameters: dict[str, Any] | None = None
-) -> web.Response:
+def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
     if parameters:
         body["parameters"] = parameters

@@ -62,7 +62,9 @@ def test_speed_mapping_recovers_reference_keys(rng: np.random.Generator) -> None
         n_frames=int(2000 / speed),
     )
     lm = peaks2landmarks(
-        peaks, fan_out=PARAMS.ref_fan_out, max_dt_frames=PARAMS.max_dt_frames,
+        peaks,
+        fan_out=PARAMS.ref_fan_out,
+        max_dt_frames=PARAMS.max_dt_frames,
         max_dband=PARAMS.max_dband,
     )
     mapped = landmarks2hashes(fast, lm, params=PARAMS, time_scale=speed, band_shift=shift)

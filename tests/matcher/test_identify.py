@@ -14,8 +14,7 @@ from matcher.params import SearchParams
 SR = 8000
 
 
-def test_clean_clip_is_a_match(memory_index: FingerprintIndex,
-                               catalogue: list[np.ndarray]) -> None:
+def test_clean_clip_is_a_match(memory_index: FingerprintIndex, catalogue: list[np.ndarray]) -> None:
     result = Matcher(memory_index).identify(catalogue[4][100 * SR : 110 * SR])
     assert result.status == "match" and result.best is not None
     assert result.best.episode == "S01E05"
@@ -28,8 +27,9 @@ def test_clean_clip_is_a_match(memory_index: FingerprintIndex,
 
 
 @pytest.mark.parametrize("dur_s", [3.0, 5.0])
-def test_short_clips(memory_index: FingerprintIndex, catalogue: list[np.ndarray],
-                     dur_s: float) -> None:
+def test_short_clips(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray], dur_s: float
+) -> None:
     result = Matcher(memory_index).identify(catalogue[1][90 * SR : round((90 + dur_s) * SR)])
     assert result.status == "match" and result.best is not None
     assert (result.best.episode, round(result.best.offset_s)) == ("S01E02", 90)
@@ -43,15 +43,14 @@ def test_music_on_top(memory_index: FingerprintIndex, catalogue: list[np.ndarray
     assert result.best.episode == "S01E06"
 
 
-def test_stages_stop_when_certain(memory_index: FingerprintIndex,
-                                  catalogue: list[np.ndarray]) -> None:
+def test_stages_stop_when_certain(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
     results = list(Matcher(memory_index).identify_stages(catalogue[2][60 * SR : 80 * SR]))
     assert results[-1].final and all(not r.final for r in results[:-1])
     assert results[-1].status == "match"
     assert results[-1].heard_s < 20.0  # certain before the end
     assert results[0].clip_duration_s == pytest.approx(20.0, abs=0.2)
-
-
 
 
 def test_null_clips_are_not_matched(memory_index: FingerprintIndex) -> None:
@@ -80,10 +79,12 @@ def test_silence_and_tiny_clips(memory_index: FingerprintIndex) -> None:
     assert matcher.identify(np.zeros(100, np.float32)).status == "no_match"
 
 
-def test_exact_search_still_available(memory_index: FingerprintIndex,
-                                      catalogue: list[np.ndarray]) -> None:
-    exact = SearchParams(min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0,
-                         max_pitch_semitones=0.0)
+def test_exact_search_still_available(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
+    exact = SearchParams(
+        min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0, max_pitch_semitones=0.0
+    )
     result = Matcher(memory_index, search=exact).identify(catalogue[3][40 * SR : 46 * SR])
     assert result.status == "match" and result.best is not None
     assert result.best.episode == "S01E04"

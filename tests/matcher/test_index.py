@@ -14,8 +14,14 @@ PARAMS = FingerprintParams()
 
 def _episode(i: int, start: int, n_frames: int) -> Episode:
     return Episode(
-        id=f"S01E{i + 1:02d}", season=1, number=i + 1, title=None, duration_s=n_frames / 62.5,
-        checksum="x", start_frame=start, n_frames=n_frames,
+        id=f"S01E{i + 1:02d}",
+        season=1,
+        number=i + 1,
+        title=None,
+        duration_s=n_frames / 62.5,
+        checksum="x",
+        start_frame=start,
+        n_frames=n_frames,
     )
 
 
@@ -62,6 +68,8 @@ def test_positions_land_in_their_episode(rng: np.random.Generator) -> None:
 def test_offsets_match_key_layout() -> None:
     with pytest.raises(ValueError):
         FingerprintIndex(
-            params=PARAMS, episodes=[], offsets=np.zeros(10, np.uint32),
+            params=PARAMS,
+            episodes=[],
+            offsets=np.zeros(10, np.uint32),
             positions=np.zeros(0, np.uint32),
         )

@@ -38,14 +38,16 @@ def test_grid_covers_three_lines_with_identity_once() -> None:
 
 
 def test_wider_search_counts_more_cells() -> None:
-    narrow = SearchParams(min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0,
-                          max_pitch_semitones=0.0)
+    narrow = SearchParams(
+        min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0, max_pitch_semitones=0.0
+    )
     assert n_fine_hypotheses(narrow, params=PARAMS) == 1
     assert n_fine_hypotheses(SearchParams(), params=PARAMS) > 150
 
 
-def test_lookup_window_matches_naive(memory_index: FingerprintIndex,
-                                     rng: np.random.Generator) -> None:
+def test_lookup_window_matches_naive(
+    memory_index: FingerprintIndex, rng: np.random.Generator
+) -> None:
     keys = rng.integers(0, 1 << PARAMS.key_bits, size=3000)
     used = keys[memory_index.posting_counts(keys) > 0]
     lo = rng.integers(0, memory_index.total_frames, size=used.size)
@@ -68,8 +70,9 @@ def test_postings_ascend_within_each_key(memory_index: FingerprintIndex) -> None
     assert np.all(diffs[inside] >= 0)
 
 
-def test_strongest_peaks_keep_order(memory_index: FingerprintIndex,
-                                    catalogue: list[np.ndarray]) -> None:
+def test_strongest_peaks_keep_order(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
     peaks = Matcher(memory_index).peaks(_clip(catalogue, 1, 30.0, 5.0))
     few = strongest_peaks(peaks, per_s=10, frame_s=PARAMS.frame_s)
     assert 0 < len(few) <= 10 * 6
@@ -78,8 +81,9 @@ def test_strongest_peaks_keep_order(memory_index: FingerprintIndex,
 
 
 @pytest.mark.parametrize("factor", [0.8, 1.25, 1.5])
-def test_speed_change_found_with_its_factor(memory_index: FingerprintIndex,
-                                            catalogue: list[np.ndarray], factor: float) -> None:
+def test_speed_change_found_with_its_factor(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray], factor: float
+) -> None:
     clip = change_speed(_clip(catalogue, 3, 50.0, 10.0 * factor), factor=factor)
     result = Matcher(memory_index).identify(clip)
     assert result.status == "match" and result.best is not None
@@ -111,12 +115,14 @@ def test_pitch_only_change(memory_index: FingerprintIndex, catalogue: list[np.nd
     assert result.best.pitch == pytest.approx(2 ** (2 / 12), rel=0.01)
 
 
-def test_exact_only_search_misses_a_sped_up_clip(memory_index: FingerprintIndex,
-                                                catalogue: list[np.ndarray]) -> None:
+def test_exact_only_search_misses_a_sped_up_clip(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
     """Why the speed search is on: without it a 20% faster clip is not found."""
     clip = change_speed(_clip(catalogue, 3, 50.0, 12.0), factor=1.2)
-    exact = SearchParams(min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0,
-                         max_pitch_semitones=0.0)
+    exact = SearchParams(
+        min_speed=1.0, max_speed=1.0, min_tempo=1.0, max_tempo=1.0, max_pitch_semitones=0.0
+    )
     peaks = Matcher(memory_index, search=exact).peaks(clip)
     found = search(peaks, index=memory_index, search=exact)
     assert not any(c.false_alarm_p <= exact.match_false_alarm_p for c in found)

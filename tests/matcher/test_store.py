@@ -300,8 +300,9 @@ DAMAGES = {
     "no manifest": lambda d: (d / MANIFEST).unlink(),
     "manifest not JSON": lambda d: (d / MANIFEST).write_text("{not json"),
     "manifest a list": lambda d: (d / MANIFEST).write_text("[1, 2, 3]"),
-    "no episode table": lambda d: _edit_manifest(d, lambda m: {k: v for k, v in m.items()
-                                                               if k != "episodes"}),
+    "no episode table": lambda d: _edit_manifest(
+        d, lambda m: {k: v for k, v in m.items() if k != "episodes"}
+    ),
     "episode with a stray key": lambda d: _edit_manifest(d, _first_episode_with({"x": 1})),
     "format from the future": lambda d: _edit_manifest(d, lambda m: {**m, "format_version": 99}),
     "generation outside the folder": lambda d: _edit_manifest(
@@ -345,9 +346,19 @@ def test_a_damaged_index_is_one_line_and_exit_1_never_a_traceback(
 
     for command in (["index", "info"], ["match"]):
         done = subprocess.run(
-            [sys.executable, "-m", "bot.cli", *command, "--index", str(index_dir),
-             *([str(index_dir)] if command == ["match"] else [])],
-            capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "bot.cli",
+                *command,
+                "--index",
+                str(index_dir),
+                *([str(index_dir)] if command == ["match"] else []),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[2],
+            timeout=120,
         )
         assert done.returncode == 1, (command, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()

@@ -14,8 +14,6 @@ logger = logging.getLogger(__name__)
 AUTOSCAN_FILE = "discord-autoscan.json"
 
 
-
-
 class AutoscanStore:
     """Per-guild automatic scanning switch (default on), kept in a small JSON file written
     atomically (temp file + rename) so a crash never leaves half a file."""

@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_FAILED = "I couldn't download that file from Discord; try again in a minute."
 
 
-
-
 def is_media_attachment(attachment: discord.Attachment) -> bool:
     return is_media_file(attachment.filename, attachment.content_type)
 

@@ -154,7 +154,6 @@ def find_target(
     return clip_of(reply) or next(iter(links_of(reply, extra_hosts=extra_hosts)), None)
 
 
-
 def user_of(message: Message) -> User:
     author = message.from_user
     assert author is not None  # handlers return early on messages without an author

@@ -101,6 +101,8 @@ COMMANDS = (
     ("help", "What to send and how many requests you have left"),
     ("start", "What this bot does"),
 )
+
+
 class _QuietShutdownPoll(logging.Filter):
     """Turns PTB's stack trace for a failed last getUpdates at stop into one warning line."""
 

@@ -176,7 +176,6 @@ class ReplyMessage:
         self.final_shown = rendered.final
 
 
-
 def quote_of(message: Message) -> ReplyParameters:
     """Reply parameters that quote `message`, still sending if it was deleted meanwhile."""
     return ReplyParameters(message.message_id, allow_sending_without_reply=True)
