@@ -29,6 +29,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -89,9 +90,15 @@ class Service:
         *,
         cache: AnswerCache[Finished] | None = None,
         generation: str = "",
+        on_step: Callable[[str, str, float], None] | None = None,
     ) -> None:
         """`cache`: answers for reposted clips, keyed by link and by media digest; answers
-        are only shared within one index `generation` (a new index forgets them)."""
+        are only shared within one index `generation` (a new index forgets them).
+
+        `on_step(request_id, step, time.monotonic())`, for measuring (bench/bot_latency): at
+        "admitted", "fetched", "decoded", "stage:<heard_s>" for each stage result, and
+        "final" just before the last state. Called on the loop; an exception from it is
+        logged and the request goes on."""
         self.matcher = matcher
         self.fetcher = fetcher
         self.limits = limits
@@ -99,6 +106,7 @@ class Service:
         self.executor = executor
         self.cache = cache
         self.generation = generation
+        self._on_step = on_step
         self._draining = False
         # Set when the drain's grace is over: every stream still running ends "restarting".
         self._abort = asyncio.Event()
@@ -167,8 +175,10 @@ class Service:
             ticket = self._admit(request)
         except UserFacingError as error:
             logger.info("request %s from %s refused: %s", request.id, user.key, error.kind)
+            self._step(request.id, "final")
             yield Failed(error, request.id)
             return
+        self._step(request.id, "admitted")
         job = _Job()
         active = True
         self._active += 1
@@ -182,6 +192,7 @@ class Service:
             nonlocal active
             if active:
                 active = False
+                self._step(request.id, "final")
                 job.release_when_idle(ticket)
                 self.limits.end(user, unsolicited=unsolicited)
                 self._active -= 1
@@ -275,6 +286,7 @@ class Service:
             yield queued
         yield Fetching()
         data = await self.fetcher.fetch(request.source, request_id=request.id)
+        self._step(request.id, "fetched")
         logger.info("request %s: fetched %d bytes", request.id, len(data))
         # Hashing 50 MB takes a while: off the loop, which serves every other chat meanwhile.
         keys.append(await asyncio.to_thread(media_key, data))
@@ -288,9 +300,11 @@ class Service:
         async for queued in _in_line(ticket, until=lambda: ticket.running):
             yield queued
         audio = await self._decode(data, job)
+        self._step(request.id, "decoded")
         del data
         async with contextlib.aclosing(self._stages(audio, job)) as results:
             async for result in results:
+                self._step(request.id, f"stage:{result.heard_s:g}")
                 if not result.final:
                     yield Listening(result)
                     continue
@@ -308,6 +322,14 @@ class Service:
                 yield finished
                 return
         raise RuntimeError("identify_stages ended without a final result")
+
+    def _step(self, request_id: str, step: str) -> None:
+        if self._on_step is None:
+            return
+        try:
+            self._on_step(request_id, step, time.monotonic())
+        except Exception:
+            logger.exception("request %s: on_step(%r) failed", request_id, step)
 
     def _remembered(self, keys: list[str], request_id: str) -> Finished | None:
         if self.cache is None:

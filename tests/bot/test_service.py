@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -103,6 +103,7 @@ def make_service(
     *,
     limits: LimitSettings | None = None,
     matcher: Matcher | None = None,
+    on_step: Callable[[str, str, float], None] | None = None,
 ) -> Service:
     settings = Settings()
     if limits is not None:
@@ -113,6 +114,7 @@ def make_service(
         Limits(settings.limits),
         settings,
         executor,
+        on_step=on_step,
     )
 
 
@@ -163,6 +165,42 @@ async def test_each_stage_reaches_the_caller_before_matching_ends(
     assert heard == sorted(heard) and len(heard) == 3
     assert isinstance(rest[-1], Finished) and rest[-1].result.status == "no_match"
     assert render_state(rest[-1]).kind == "not_found"
+
+
+async def test_the_step_hook_sees_each_step_in_order(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, media: dict[str, bytes]
+) -> None:
+    steps: list[tuple[str, str, float]] = []
+    service = make_service(
+        memory_index, executor, on_step=lambda rid, step, t: steps.append((rid, step, t))
+    )
+    states = await collect(service.handle(request(attachment(media["known"]), rid="req00042")))
+    assert isinstance(states[-1], Finished)
+    heard = [s.result.heard_s for s in states if isinstance(s, Listening | Finished)]
+    names = [step for _, step, _ in steps]
+    assert names == ["admitted", "fetched", "decoded", *(f"stage:{h:g}" for h in heard), "final"]
+    assert {rid for rid, _, _ in steps} == {"req00042"}
+    times = [t for _, _, t in steps]
+    assert times == sorted(times)
+
+
+async def test_a_failing_step_hook_is_logged_and_the_request_goes_on(
+    memory_index: FingerprintIndex,
+    executor: ThreadPoolExecutor,
+    media: dict[str, bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(request_id: str, step: str, at: float) -> None:
+        raise ValueError("broken probe")
+
+    service = make_service(memory_index, executor, on_step=broken)
+    with caplog.at_level(logging.ERROR, logger="bot.core.service"):
+        states = await collect(service.handle(request(attachment(media["known"]))))
+    final = states[-1]
+    assert isinstance(final, Finished), final
+    assert final.result.best is not None and final.result.best.episode == "S01E03"
+    failures = [r for r in caplog.records if "on_step" in r.getMessage()]
+    assert failures and all(r.exc_info for r in failures)
 
 
 @pytest.mark.parametrize(("clip", "kind"), [("silent", "no_audio"), ("junk", "not_media")])
