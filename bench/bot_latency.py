@@ -95,8 +95,10 @@ EPISODE_S = 300.0
 CATALOGUE_SEED = 2026
 CLIP_S = 10
 # Phone-sized video: the download and the demuxing are part of what a user waits for.
-VIDEO = Video("testsrc2=s=540x960:r=30", ("-c:v", "libx264", "-preset", "ultrafast", "-crf", "30",
-               "-pix_fmt", "yuv420p"))
+VIDEO = Video(
+    "testsrc2=s=540x960:r=30",
+    ("-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-pix_fmt", "yuv420p"),
+)
 AUDIO = ("-c:a", "aac", "-b:a", "128k", "-ar", "44100")
 # Titles of replies that are not answers yet (bot.core.render): the final reply is anything else.
 PROGRESS_TITLES = ("Getting the clip", "Listening", "Waiting in line")
@@ -298,7 +300,13 @@ class Core:
         fetcher = ProbedFetcher(probe, settings.fetch)
         limits = Limits(settings.limits)
         service = ProbedService(
-            probe, matcher, fetcher, limits, settings, executor, cache=AnswerCache(),
+            probe,
+            matcher,
+            fetcher,
+            limits,
+            settings,
+            executor,
+            cache=AnswerCache(),
             generation=generation,
         )
         return cls(probe, service, limits, fetcher, executor)
@@ -466,8 +474,10 @@ async def tg_request(
 
     def replies() -> list[Any]:
         return [
-            c for c in server.calls
-            if c.method in ("sendMessage", "editMessageText") and c.ok
+            c
+            for c in server.calls
+            if c.method in ("sendMessage", "editMessageText")
+            and c.ok
             and c.params.get("chat_id") == chat
         ]
 
@@ -492,8 +502,12 @@ async def tg_request(
     await asyncio.sleep(0.05)  # let the adapter's typing task and handler wind down
     text = visible(last)
     return Sample(
-        correct=check(text, clip), delivered_s=delivered - t0, first_s=first.time - t0,
-        final_s=last.time - t0, steps=steps, answer=text.replace("\n", " / "),
+        correct=check(text, clip),
+        delivered_s=delivered - t0,
+        first_s=first.time - t0,
+        final_s=last.time - t0,
+        steps=steps,
+        answer=text.replace("\n", " / "),
     )
 
 
@@ -593,8 +607,12 @@ async def dc_request(server: TimedDiscord, probe: Probe, clip: Clip, clips_dir: 
     steps["messages"] = float(len(replies()))
     await asyncio.sleep(0.05)
     return Sample(
-        correct=check(text, clip), delivered_s=delivered - t0, first_s=first_at - t0,
-        final_s=final_at - t0, steps=steps, answer=text.replace("\n", " / "),
+        correct=check(text, clip),
+        delivered_s=delivered - t0,
+        first_s=first_at - t0,
+        final_s=final_at - t0,
+        steps=steps,
+        answer=text.replace("\n", " / "),
     )
 
 
@@ -640,8 +658,12 @@ def decode_layouts(clip_path: Path, reps: int) -> dict[str, Any]:
             wall[name].append(time.perf_counter() - started)
             cpu[name].append(_children_cpu_s() - before)
     return {
-        name: {"p50_s": pct(wall[name], 50), "max_s": round(max(wall[name]), 4),
-               "ffmpeg_cpu_p50_s": pct(cpu[name], 50), "n": reps}
+        name: {
+            "p50_s": pct(wall[name], 50),
+            "max_s": round(max(wall[name]), 4),
+            "ffmpeg_cpu_p50_s": pct(cpu[name], 50),
+            "n": reps,
+        }
         for name in layouts
     }
 
@@ -662,8 +684,12 @@ def pct(values: Sequence[float], q: float) -> float:
 def stats(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {}
-    return {"n": len(values), "p50": pct(values, 50), "p95": pct(values, 95),
-            "max": round(max(values), 4)}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": round(max(values), 4),
+    }
 
 
 def summarise(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -698,6 +724,7 @@ def machine() -> dict[str, Any]:
 
 def code_version() -> str:
     """The commit, and whether the code the benchmark runs has uncommitted changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], capture_output=True, text=True, cwd=REPO, check=False
@@ -759,15 +786,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"{ms(final['p50'])} / {ms(final['p95'])} / {ms(final['max'])} | "
             f"{verdict(final, BAR_FINAL_S)} | {ms(total['p50'])} / {ms(total['p95'])} |"
         )
-    lines += ["", "Where the time goes (p50 / p95 ms, from the moment the update is in hand "
-              "unless noted):", "",
-              "| step | " + " | ".join(sc["name"] for sc in results["scenarios"]) + " |",
-              "|---|" + "---|" * len(results["scenarios"])]
+    lines += [
+        "",
+        "Where the time goes (p50 / p95 ms, from the moment the update is in hand unless noted):",
+        "",
+        "| step | " + " | ".join(sc["name"] for sc in results["scenarios"]) + " |",
+        "|---|" + "---|" * len(results["scenarios"]),
+    ]
     for key, label in STEP_LABELS:
         cells = []
         for sc in results["scenarios"]:
             st = (
-                sc["summary"]["delivered_s"] if key == "delivered"
+                sc["summary"]["delivered_s"]
+                if key == "delivered"
                 else sc["summary"]["steps"].get(key, {})
             )
             if not st:
@@ -840,7 +871,7 @@ def notes(results: dict[str, Any]) -> list[str]:
             f"{ms(unpaced['p50'])}/{ms(unpaced['p95'])} ms. `LiveReply` (bot/live.py) holds "
             "every state after the first message until `min_interval_s` after the previous one, "
             "the final one included: an answer ready after 300 ms still waits for the slot at "
-            "~1 s, and one that follows a shown \"Listening…\" edit waits for the slot at ~2 s."
+            '~1 s, and one that follows a shown "Listening…" edit waits for the slot at ~2 s.'
         )
     for sc in results["scenarios"]:
         if not sc["edit_interval_s"] or sc["cached"]:
@@ -898,14 +929,15 @@ def notes(results: dict[str, Any]) -> list[str]:
 def headline(results: dict[str, Any]) -> dict[str, Any]:
     """The numbers the bars are about, for the run history."""
     row: dict[str, Any] = {
-        "started_utc": results["started_utc"], "load": [
-            results["loadavg_start"][0], results["loadavg_end"][0]
-        ], "niceness": results["machine"]["niceness"],
+        "started_utc": results["started_utc"],
+        "load": [results["loadavg_start"][0], results["loadavg_end"][0]],
+        "niceness": results["machine"]["niceness"],
     }
     for sc in results["scenarios"]:
         s = sc["summary"]
         row[sc["name"]] = {
-            "first_p95": s["first_s"].get("p95"), "final_p50": s["final_in_hand_s"].get("p50"),
+            "first_p95": s["first_s"].get("p95"),
+            "final_p50": s["final_in_hand_s"].get("p50"),
             "final_p95": s["final_in_hand_s"].get("p95"),
         }
     return row
@@ -932,7 +964,8 @@ def history_md(runs: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(f"| {run['started_utc']}{note} | {load} | " + " | ".join(cells) + " |")
     paced = [n for n in names if n != "telegram-video-unpaced"]
     over = [
-        run for run in runs[-8:]
+        run
+        for run in runs[-8:]
         if any((run.get(n) or {}).get("final_p95", 0.0) > BAR_FINAL_S for n in paced)
     ]
     if over:
@@ -983,21 +1016,41 @@ async def run_all(args: argparse.Namespace, log: Callable[[str], None]) -> dict[
     }
     log("decode layouts: " + json.dumps(results["decode_layouts"]))
     scenarios = results["scenarios"]
-    scenarios.append(await run_telegram(
-        "telegram-video", matcher, generation, clips, clips_dir, paced=True, log=log
-    ))
+    scenarios.append(
+        await run_telegram(
+            "telegram-video", matcher, generation, clips, clips_dir, paced=True, log=log
+        )
+    )
     async with serve_folder(clips_dir) as base:
-        scenarios.append(await run_telegram(
-            "telegram-link", matcher, generation, clips, clips_dir, paced=True, link_base=base,
+        scenarios.append(
+            await run_telegram(
+                "telegram-link",
+                matcher,
+                generation,
+                clips,
+                clips_dir,
+                paced=True,
+                link_base=base,
+                log=log,
+            )
+        )
+    scenarios.append(
+        await run_telegram(
+            "telegram-video-unpaced", matcher, generation, clips, clips_dir, paced=False, log=log
+        )
+    )
+    scenarios.append(
+        await run_telegram(
+            "telegram-repeat",
+            matcher,
+            generation,
+            clips,
+            clips_dir,
+            paced=True,
+            repeat=args.repeats,
             log=log,
-        ))
-    scenarios.append(await run_telegram(
-        "telegram-video-unpaced", matcher, generation, clips, clips_dir, paced=False, log=log
-    ))
-    scenarios.append(await run_telegram(
-        "telegram-repeat", matcher, generation, clips, clips_dir, paced=True,
-        repeat=args.repeats, log=log,
-    ))
+        )
+    )
     if not args.skip_discord:
         scenarios.append(await run_discord(matcher, generation, clips, clips_dir, log=log))
     return results
@@ -1010,7 +1063,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--skip-discord", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="don't touch RESULTS.md")
     parser.add_argument(
-        "--render-only", action="store_true",
+        "--render-only",
+        action="store_true",
         help=f"rewrite the report from {JSON_OUT.relative_to(REPO)} without running anything",
     )
     args = parser.parse_args(argv)
@@ -1049,8 +1103,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(body)
     if not args.no_write:
         write_results_md(body)
-        log(f"wrote {JSON_OUT.relative_to(REPO)} and the Bot latency section of "
-            f"{RESULTS_MD.relative_to(REPO)}")
+        log(
+            f"wrote {JSON_OUT.relative_to(REPO)} and the Bot latency section of "
+            f"{RESULTS_MD.relative_to(REPO)}"
+        )
 
 
 if __name__ == "__main__":

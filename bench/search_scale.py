@@ -41,8 +41,12 @@ SHOW_SEED = 99
 
 def _episode_audio(i: int, intro: np.ndarray, cues: list[np.ndarray]) -> np.ndarray:
     return make_episode(
-        sr=SR, duration_s=EPISODE_S, seed=episode_seed(seed=SHOW_SEED, index=i),
-        intro=intro, shared_cues=cues, cast_seed=SHOW_SEED,
+        sr=SR,
+        duration_s=EPISODE_S,
+        seed=episode_seed(seed=SHOW_SEED, index=i),
+        intro=intro,
+        shared_cues=cues,
+        cast_seed=SHOW_SEED,
     )
 
 
@@ -62,24 +66,34 @@ def build(n_episodes: int, params: FingerprintParams) -> FingerprintIndex:
             frames.append(h.anchor_frame)
             lens.append(h.key.size)
             nfr.append(peaks.n_frames)
-        np.savez(cache, keys=np.concatenate(keys), frames=np.concatenate(frames),
-                 lens=np.array(lens), nfr=np.array(nfr))
+        np.savez(
+            cache,
+            keys=np.concatenate(keys),
+            frames=np.concatenate(frames),
+            lens=np.array(lens),
+            nfr=np.array(nfr),
+        )
     with np.load(cache) as data:  # each data[...] reads the array again: read them once
         all_keys, all_frames = data["keys"], data["frames"]
         lens, nfr = data["lens"], data["nfr"]
     episodes, hashes, start, at = [], [], 0, 0
     for i, (n, n_frames) in enumerate(zip(lens, nfr, strict=True)):
-        episodes.append(Episode(
-            id=f"S01E{i + 1:03d}", season=1, number=i + 1, title=None,
-            duration_s=float(n_frames) * params.frame_s, checksum="synthetic",
-            start_frame=start, n_frames=int(n_frames),
-        ))
+        episodes.append(
+            Episode(
+                id=f"S01E{i + 1:03d}",
+                season=1,
+                number=i + 1,
+                title=None,
+                duration_s=float(n_frames) * params.frame_s,
+                checksum="synthetic",
+                start_frame=start,
+                n_frames=int(n_frames),
+            )
+        )
         hashes.append(Hashes(all_keys[at : at + n], all_frames[at : at + n]))
         start += int(n_frames)
         at += int(n)
     return FingerprintIndex.from_hashes(params=params, episodes=episodes, hashes=hashes)
-
-
 
 
 def main() -> None:
@@ -91,20 +105,27 @@ def main() -> None:
     params = FingerprintParams()
     started = time.process_time()
     index = build(args.episodes, params)
-    print(f"index: {index.n_postings} postings, {index.duration_s / 3600:.1f} h, "
-          f"{(index.positions.nbytes + index.offsets.nbytes) / (index.duration_s / 3600) / 1e6:.2f}"
-          f" MB/h ({time.process_time() - started:.0f} s CPU)", flush=True)
+    print(
+        f"index: {index.n_postings} postings, {index.duration_s / 3600:.1f} h, "
+        f"{(index.positions.nbytes + index.offsets.nbytes) / (index.duration_s / 3600) / 1e6:.2f}"
+        f" MB/h ({time.process_time() - started:.0f} s CPU)",
+        flush=True,
+    )
     started = time.process_time()
     index.set_repeats(find_repeats(index))
-    print(f"repeats: {len(index.repeats)} spans ({time.process_time() - started:.0f} s CPU)",
-          flush=True)
+    print(
+        f"repeats: {len(index.repeats)} spans ({time.process_time() - started:.0f} s CPU)",
+        flush=True,
+    )
     matcher = Matcher(index, search=SearchParams())
     intro = make_intro(sr=SR, seed=SHOW_SEED)
     cues = make_cues(sr=SR, seed=SHOW_SEED)
     rng = np.random.default_rng(11)
     music = make_episode(sr=SR, duration_s=60, seed=12345)
-    picks = [(int(rng.integers(args.episodes)), float(rng.uniform(30, EPISODE_S - 50)))
-             for _ in range(args.clips)]
+    picks = [
+        (int(rng.integers(args.episodes)), float(rng.uniform(30, EPISODE_S - 50)))
+        for _ in range(args.clips)
+    ]
     audio: dict[int, np.ndarray] = {}
     lines: list[str] = []
 
@@ -117,12 +138,16 @@ def main() -> None:
             t = time.process_time()
             r = matcher.identify(clip.astype(np.float32))
             times.append(time.process_time() - t)
-            ok += (r.status == "match" and r.best is not None
-                   and r.best.episode == index.episodes[e].id
-                   and abs(r.best.offset_s - start) <= 1.0)
+            ok += (
+                r.status == "match"
+                and r.best is not None
+                and r.best.episode == index.episodes[e].id
+                and abs(r.best.offset_s - start) <= 1.0
+            )
         ms = np.array(times) * 1000
-        lines.append(f"| {name} | {ok}/{len(picks)} | {np.median(ms):.0f} | "
-                     f"{np.percentile(ms, 95):.0f} |")
+        lines.append(
+            f"| {name} | {ok}/{len(picks)} | {np.median(ms):.0f} | {np.percentile(ms, 95):.0f} |"
+        )
         print(lines[-1], flush=True)
 
     def null(name: str, make: Callable[[int, float], np.ndarray]) -> None:
@@ -133,9 +158,11 @@ def main() -> None:
             statuses.append(matcher.identify(clip.astype(np.float32)).status)
             times.append(time.process_time() - t)
         ms = np.array(times) * 1000
-        lines.append(f"| {name} | match {statuses.count('match')}/{len(statuses)}, ambiguous "
-                     f"{statuses.count('ambiguous')} | {np.median(ms):.0f} | "
-                     f"{np.percentile(ms, 95):.0f} |")
+        lines.append(
+            f"| {name} | match {statuses.count('match')}/{len(statuses)}, ambiguous "
+            f"{statuses.count('ambiguous')} | {np.median(ms):.0f} | "
+            f"{np.percentile(ms, 95):.0f} |"
+        )
         print(lines[-1], flush=True)
 
     only = set(filter(None, args.only.split(",")))
@@ -153,10 +180,15 @@ def main() -> None:
         run("speed 1.25, 5 s", lambda y: change_speed(y, factor=1.25), 6.25)
     if want("music"):
         for snr in (10, 5, 0):
-            run(f"music {snr} dB", lambda y, snr=snr: mix(
-                y, music[int(rng.integers(0, 30 * SR)):], snr_db=snr))
-        run("music 5 dB, 5 s", lambda y: mix(y, music[int(rng.integers(0, 30 * SR)):], snr_db=5),
-            5.0)
+            run(
+                f"music {snr} dB",
+                lambda y, snr=snr: mix(y, music[int(rng.integers(0, 30 * SR)) :], snr_db=snr),
+            )
+        run(
+            "music 5 dB, 5 s",
+            lambda y: mix(y, music[int(rng.integers(0, 30 * SR)) :], snr_db=5),
+            5.0,
+        )
     if want("phone"):
         run("phone re-recording", lambda y: phone_recording(y, sr=SR, rng=rng))
     if want("tempo"):
@@ -166,10 +198,14 @@ def main() -> None:
         run("pitch +2 st", lambda y: librosa.effects.pitch_shift(y, sr=SR, n_steps=2))
         run("pitch -3 st", lambda y: librosa.effects.pitch_shift(y, sr=SR, n_steps=-3))
     if want("null"):
-        null("null: dialogue of other casts",
-             lambda i, d: make_dialogue(sr=SR, duration_s=d, seed=880_000 + i))
-        null("null: whole scenes of other shows (synthetic music)", lambda i, d: make_episode(
-            sr=SR, duration_s=d, seed=777_000 + i, cast_seed=1000 + i))
+        null(
+            "null: dialogue of other casts",
+            lambda i, d: make_dialogue(sr=SR, duration_s=d, seed=880_000 + i),
+        )
+        null(
+            "null: whole scenes of other shows (synthetic music)",
+            lambda i, d: make_episode(sr=SR, duration_s=d, seed=777_000 + i, cast_seed=1000 + i),
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     header = ["| clips | right (episode, ±1 s) | CPU p50 ms | CPU p95 ms |", "|---|---|---|---|"]
     (OUT / "search_scale.md").write_text("\n".join(header + lines) + "\n")

@@ -433,7 +433,11 @@ def make_big_index(
     big_dir = OUT / f"speed-index-{hours:g}h{'-all-real' if all_real else ''}"
     shutil.rmtree(big_dir, ignore_errors=True)
     write_index(
-        big_dir, params=params, episodes=episodes, offsets=offsets, positions=positions,
+        big_dir,
+        params=params,
+        episodes=episodes,
+        offsets=offsets,
+        positions=positions,
         repeats=repeats,
     )
     size = index_size_bytes(big_dir)
