@@ -47,6 +47,14 @@ def rendered2embed(rendered: Rendered) -> discord.Embed:
 # ---- where the live reply goes -------------------------------------------------------------------
 
 
+def _raise_if_retryable(error: discord.HTTPException) -> None:
+    """A 429 is the core's RetryLater, a 5xx a TransientFailure; anything else is the caller's."""
+    if error.status == 429:
+        raise _retry_later(error) from error
+    if error.status >= 500:
+        raise TransientFailure(f"{error.status} {error.text}") from error
+
+
 def _retry_later(error: discord.HTTPException | discord.RateLimited) -> RetryLater:
     after_s = getattr(error, "retry_after", None) or 1.0
     return RetryLater(float(after_s))
@@ -97,17 +105,14 @@ class MessageReplyTarget:
     async def _deliver(
         self, call: Callable[[], Awaitable[None]], embed: discord.Embed, rendered: Rendered
     ) -> None:
-        """Run one send or edit: a 429 is the core's RetryLater, any other refusal ends the
-        reply (see `_give_up`)."""
+        """Run one send or edit: a 429 or a 5xx is retried by the core (`_raise_if_retryable`),
+        any other refusal ends the reply (see `_give_up`)."""
         try:
             await call()
         except discord.RateLimited as error:
             raise _retry_later(error) from error
         except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            if error.status >= 500:
-                raise TransientFailure(f"{error.status} {error.text}") from error
+            _raise_if_retryable(error)
             self._give_up(error)
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
@@ -156,10 +161,7 @@ class InteractionTarget:
         except discord.RateLimited as error:
             raise _retry_later(error) from error
         except discord.HTTPException as error:
-            if error.status == 429:
-                raise _retry_later(error) from error
-            if error.status >= 500:
-                raise TransientFailure(f"{error.status} {error.text}") from error
+            _raise_if_retryable(error)
             logger.warning(
                 "request %s: cannot answer the interaction (%s %s)",
                 self._request_id,
