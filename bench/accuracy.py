@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -35,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import common
 from bench import corpus as corpus_mod
 from bench.distort import CLIP_LENGTHS_S, SETS, Query, make_queries, plan_queries, resample
 from matcher.build import build_index
@@ -44,8 +42,6 @@ from matcher.result import MatchResult
 from matcher.store import load_index
 
 OUT = corpus_mod.OUT
-RESULTS_MD = Path(__file__).parent / "RESULTS.md"
-BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 # Timestamps within this many seconds of the truth count as right (in episode time).
 TOLERANCE_S = 1.0
 SPEED_SETS = ("speed", "pal", "tempo")
@@ -378,59 +374,10 @@ def markdown(report: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results_section(text: str, path: Path = RESULTS_MD) -> None:
-    """Replace the accuracy section of RESULTS.md (between markers), leaving the rest alone."""
-    block = f"{BEGIN}\n{text}{END}"
-    if not path.exists():
-        path.write_text(f"# Benchmark results\n\n## Speed\n\n## Accuracy\n\n{block}\n")
-        return
-    current = path.read_text()
-    if BEGIN in current and END in current:
-        pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-        path.write_text(pattern.sub(lambda _: block, current, count=1))
-    elif "## Accuracy" in current:
-        path.write_text(current.replace("## Accuracy", f"## Accuracy\n\n{block}", 1))
-    else:
-        path.write_text(current.rstrip("\n") + f"\n\n## Accuracy\n\n{block}\n")
-
-
-def code_version() -> str:
-    """The commit, and whether the matcher differs from it (results then describe the work tree)."""
-    import matcher
-
-    # The checkout the matcher was imported from, which need not be this file's.
-    root = Path(matcher.__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "matcher"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{head}" + (" with uncommitted changes in matcher/" if dirty else "")
-
-
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        found = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
-        model = found.group(1).strip() if found else model
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    import os
-
-    cores = os.cpu_count()
+    m = common.machine()
     return (
-        f"{model}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}"
+        f"{m['cpu_model']}, {m['cpus']} cores, Python {m['python']}, numpy {m['numpy']}"
         " (shared with other jobs: latencies are indicative)"
     )
 
@@ -526,7 +473,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     return {
         "command": "python -m bench.accuracy " + shlex.join(sys.argv[1:]),
         "machine": machine(),
-        "code": code_version(),
+        "code": common.code_version("matcher"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "profile": asdict(profile),
         "queries_per_cell": clips,
@@ -588,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for record in records:  # type: ignore[attr-defined]
             f.write(json.dumps(record) + "\n")
     if args.write_results:
-        write_results_section(text)
+        common.write_section(text, name="accuracy", heading="## Accuracy")
     print(text)
     return 0
 

@@ -39,10 +39,8 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import re
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -54,6 +52,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from bench import common
 from bot.adapters.discord.running import EDIT_INTERVAL_S, DiscordAdapter
 from bot.adapters.telegram.running import POLL_TIMEOUT_S, PRIVATE_EDIT_INTERVAL_S, TelegramAdapter
 from bot.config import Settings, load_settings
@@ -83,8 +82,6 @@ JSON_OUT = OUT / "bot_latency.json"
 RUNS_OUT = OUT / "bot_latency_runs.jsonl"
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 SECTION = "## Bot latency"
-BEGIN = "<!-- bot-latency:begin -->"
-END = "<!-- bot-latency:end -->"
 
 BAR_FIRST_S = 0.5
 BAR_FINAL_S = 1.5
@@ -678,7 +675,7 @@ def _children_cpu_s() -> float:
 
 
 def pct(values: Sequence[float], q: float) -> float:
-    return round(float(np.percentile(np.asarray(values, dtype=np.float64), q)), 4)
+    return round(common.pct(values, q), 4)
 
 
 def stats(values: Sequence[float]) -> dict[str, float]:
@@ -704,40 +701,6 @@ def summarise(samples: Sequence[Sample]) -> dict[str, Any]:
         "final_in_hand_s": stats([s.final_in_hand_s for s in samples]),
         "steps": {k: stats([s.steps[k] for s in samples if k in s.steps]) for k in step_names},
     }
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    return {
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "niceness": os.nice(0),
-        "python": platform.python_version(),
-    }
-
-
-def code_version() -> str:
-    """The commit, and whether the code the benchmark runs has uncommitted changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, cwd=REPO, check=False
-        ).stdout.strip()
-
-    dirty = git("status", "--porcelain", "--", "bot", "matcher", "tests/fakes")
-    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}" + (
-        " with uncommitted changes in bot/, matcher/ or tests/fakes/" if dirty else ""
-    )
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def ms(value: float | None) -> str:
@@ -980,24 +943,14 @@ def history_md(runs: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def write_results_md(body: str) -> None:
+    common.write_section(body, name="bot-latency", heading=SECTION)
+
+
 def read_runs() -> list[dict[str, Any]]:
     if not RUNS_OUT.is_file():
         return []
     return [json.loads(line) for line in RUNS_OUT.read_text().splitlines() if line.strip()]
-
-
-def write_results_md(body: str) -> None:
-    """Replace only the "Bot latency" section of bench/RESULTS.md (created if missing)."""
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}\n"
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    elif not text:
-        text = f"# Benchmark results\n\n{SECTION}\n\n{block}"
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}"
-    RESULTS_MD.write_text(text)
 
 
 async def run_all(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
@@ -1086,13 +1039,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     head = {
         "command": "python -m bench.bot_latency" + (" " + " ".join(argv) if argv else ""),
         "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "machine": machine(),
-        "code": code_version(),
-        "loadavg_start": loadavg(),
+        "machine": common.machine(),
+        "code": common.code_version("bot", "matcher", "tests/fakes"),
+        "loadavg_start": common.loadavg(),
     }
     log(f"machine {head['machine']}; load {head['loadavg_start']}")
     results = {**head, **asyncio.run(run_all(args, log))}
-    results["loadavg_end"] = loadavg()
+    results["loadavg_end"] = common.loadavg()
     results["total_s"] = time.perf_counter() - started
     results["notes"] = notes(results)
     OUT.mkdir(parents=True, exist_ok=True)

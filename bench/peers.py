@@ -55,10 +55,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import common
+from bench.common import cpu_s, loadavg, pct
+
 OUT = Path(__file__).parent / "out" / "peers"
-RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 SECTION = "## Side by side with audfprint"
-BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 SEED = 13
 CLIP_DURATIONS_S = (3.0, 5.0, 10.0)
 SPEED_RANGE = (0.8, 1.5)
@@ -80,41 +81,6 @@ class Clip:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-def cpu_s() -> float:
-    """CPU seconds of this process and its waited-for children (ffmpeg)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in lscpu.splitlines()
-                if ln.startswith("Model name")
-            ),
-            "",
-        )
-    return {
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-    }
 
 
 def _ffmpeg() -> str:
@@ -530,33 +496,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results_md(body: str) -> None:
-    """Replace only this section of bench/RESULTS.md (appended the first time)."""
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}\n"
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}"
-    RESULTS_MD.write_text(text)
-
-
-def _code_version() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        root = Path(__file__).parent.parent
-        rev = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "matcher"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        return rev + ("+changes" if dirty else "")
-    return "unknown"
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -615,8 +554,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         + (f" --clips {args.clips}" if args.clips != 108 else "")
         + (f" --blocks {args.blocks}" if args.blocks != 6 else ""),
         "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(),
-        "code": _code_version(),
+        "machine": common.machine(),
+        "code": common.code_version("matcher"),
         "audfprint_commit": commit,
         "cpu": args.cpu,
         "nice": args.nice,
@@ -662,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     json_path.write_text(json.dumps(results, indent=1, default=float))
     section = markdown(results)
     if not args.no_md:
-        write_results_md(section)
+        common.write_section(section, name="peers", heading=SECTION)
     print(section)
 
 

@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -47,11 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import common
+from bench.common import cpu_s, loadavg, pct
+
 OUT = Path(__file__).parent / "out"
-RESULTS_MD = Path(__file__).parent / "RESULTS.md"
 SECTION = "## Speed and memory"
-OTHER_SECTION = "## Accuracy"
-BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 
 # Synthetic episodes are generated at the matcher's rate (cheap), then encoded like real files.
 SEED = 2
@@ -125,13 +124,6 @@ def _pin_and_reexec(cpu: int) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "bench.speed", *sys.argv[1:]], env)
 
 
-def cpu_s() -> float:
-    """CPU seconds of this process and its waited-for children (ffmpeg)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 @contextlib.contextmanager
 def timed() -> Iterator[dict[str, float]]:
     """Wall and CPU seconds of the block, filled in when it ends."""
@@ -144,36 +136,11 @@ def timed() -> Iterator[dict[str, float]]:
         out["cpu_s"] = cpu_s() - cpu
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
-
-
 def machine() -> dict[str, Any]:
-    model = platform.processor()
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    mem_kb = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
     import scipy
 
     return {
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "ram_gb": round(mem_kb / 2**20, 1),
-        "pinned_to_cpu": sorted(os.sched_getaffinity(0)),
-        "niceness": os.nice(0),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
+        **common.machine(),
         "scipy": scipy.__version__,
         "threads_env": {v: os.environ.get(v) for v in _THREAD_VARS[:3]},
     }
@@ -822,32 +789,6 @@ def synthesis_check(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_results_md(body: str) -> None:
-    """Replace only the "Speed and memory" section of bench/RESULTS.md (created if missing).
-
-    The section's text sits between two markers, so that reruns replace exactly what they wrote;
-    a bare "## Speed" placeholder heading is taken over.
-    """
-    block = f"{BEGIN}\n{body.rstrip()}\n{END}\n"
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else ""
-    if not text:
-        text = f"# Benchmark results\n\n{SECTION}\n\n{OTHER_SECTION}\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + "\n" + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        lines = text.splitlines(keepends=True)
-        at = next(
-            (i for i, line in enumerate(lines) if line.strip() in (SECTION, "## Speed")), None
-        )
-        if at is None:
-            text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}"
-        else:
-            lines[at] = f"{SECTION}\n\n{block}"
-            text = "".join(lines)
-    RESULTS_MD.write_text(text)
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -923,7 +864,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.json.write_text(json.dumps(results, indent=1, default=float))
     section = markdown(results)
     if not args.no_md:
-        write_results_md(section)
+        common.write_section(section, name="speed", heading=SECTION, placeholders=("## Speed",))
     print(section)
 
 
