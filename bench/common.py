@@ -13,7 +13,8 @@ import platform
 import re
 import resource
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,18 @@ def cpu_s() -> float:
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    """Wall and CPU seconds of the block, filled in when it ends."""
+    out: dict[str, float] = {}
+    wall, cpu = time.perf_counter(), cpu_s()
+    try:
+        yield out
+    finally:
+        out["wall_s"] = time.perf_counter() - wall
+        out["cpu_s"] = cpu_s() - cpu
 
 
 def pct(values: Sequence[float], q: float) -> float:
