@@ -33,7 +33,7 @@ clean:
 
 # Accuracy benchmark (bench/accuracy.py) on a corpus made from Debian-packaged recordings:
 # `make bench-accuracy-deps` once (root), then `make bench-accuracy [PROFILE=tiny|large]
-# [ARGS="--speed-range 0.75 1.6"]`. Keep the package list in step with bench/corpus.py.
+# [ARGS="--speed-range 0.75 1.6"]`. Keep the package list in step with bench/corpus_sources.py.
 PROFILE ?= default
 BENCH_DEBS := espeak-ng fortunes singularity-music drascula-music asc-music sound-theme-freedesktop
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

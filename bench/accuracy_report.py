@@ -36,11 +36,7 @@ BAR: dict[tuple[str, float], float] = {
     **{("intro", length): 90.0 for length in CLIP_LENGTHS_S},
     **{("absent", length): 1.0 for length in CLIP_LENGTHS_S},
 }
-
-
 CONFIDENT_WRONG_MAX = 0.5
-
-
 HEADLINE = {
     "absent": "match (false positive) %",
     "intro": "ambiguous %",

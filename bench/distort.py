@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal
 
-from bench.corpus import OVERLAY_TRACKS, SR, Corpus, EpisodeInfo, read_audio, recording
+from bench.corpus import Corpus, EpisodeInfo
+from bench.corpus_sources import OVERLAY_TRACKS, SR, read_audio, recording
 from bot.synth.degrade import change_speed, mix, phone_recording
 from bot.synth.encode import codec_roundtrip
 
