@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -107,32 +107,8 @@ def decode_file(
     part. Raises `NoAudioStreamError`, `UnreadableMediaError` or `DecodeTimeoutError` (after
     killing ffmpeg when `timeout_s` seconds of wall-clock time have passed).
     """
-    _check_params(sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s)
-    fs_path = os.fspath(path)
-    if os.path.isfile(fs_path) and os.path.getsize(fs_path) == 0:
-        raise _media_error(UnreadableMediaError, "The file is empty.", [])
-    if ffmpeg is None and os.path.isfile(fs_path):
-        # Regular files only: a FIFO or device may never end, and only a process can be killed.
-        audio = _decode_in_process(
-            "file:" + os.path.abspath(fs_path),
-            whitelist="file",
-            sr=sr,
-            max_duration_s=max_duration_s,
-            timeout_s=timeout_s,
-            start_s=start_s,
-        )
-        if audio is not None:
-            return audio
-    # "file:" stops ffmpeg reading a name as an option ("-x.mp4") or a protocol ("http:...").
-    # Seeking before -i is fast on files (ffmpeg seeks, then trims to the exact sample).
-    seek = ["-ss", _seconds(start_s)] if start_s > 0 else []
-    source = [*seek, "-protocol_whitelist", "file", "-i", "file:" + os.path.abspath(fs_path)]
-    cmd = _command(find_ffmpeg(ffmpeg), source, sr=sr, max_duration_s=max_duration_s)
-    run = _run_ffmpeg(cmd, stdin_data=None, timeout_s=timeout_s)
-    log.debug("decoded %s in %.0f ms", fs_path, run.elapsed_s * 1000)
-    return _to_audio(
-        run, sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s
-    )
+    window = _Window(sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s)
+    return _decode_path(os.fspath(path), window, ffmpeg=ffmpeg)
 
 
 def decode_bytes(
@@ -150,69 +126,85 @@ def decode_bytes(
     end) cannot be read from a pipe; those are written to a temporary file, always removed, and
     decoded from there within what is left of `timeout_s`.
     """
-    _check_params(sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s)
+    window = _Window(sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s)
     if not data:
         raise _media_error(UnreadableMediaError, "The file is empty.", [])
     if ffmpeg is None:
         # In memory the input is seekable: phone-style MP4s need no temporary file either.
-        audio = _decode_in_process(
-            io.BytesIO(data),
-            whitelist="pipe",
-            sr=sr,
-            max_duration_s=max_duration_s,
-            timeout_s=timeout_s,
-            start_s=start_s,
-        )
+        audio = _decode_in_process(io.BytesIO(data), whitelist="pipe", window=window)
         if audio is not None:
             return audio
     if _index_after_media(data):
         # Known in advance to fail on a pipe: skip the doomed first ffmpeg run (~50 ms).
-        return _decode_via_file(
-            data,
-            sr=sr,
-            max_duration_s=max_duration_s,
-            timeout_s=timeout_s,
-            start_s=start_s,
-            ffmpeg=ffmpeg,
-        )
-    deadline = time.monotonic() + timeout_s
+        return _decode_via_file(data, window, ffmpeg=ffmpeg)
+    deadline = time.monotonic() + window.timeout_s
     # Seeking on a pipe is unreliable (wav input yields nothing), so -ss goes after -i: ffmpeg
     # decodes from the start and drops what comes before start_s.
-    seek = ["-ss", _seconds(start_s)] if start_s > 0 else []
-    source = ["-protocol_whitelist", "pipe", "-i", "pipe:0", *seek]
-    cmd = _command(find_ffmpeg(ffmpeg), source, sr=sr, max_duration_s=max_duration_s)
-    run = _run_ffmpeg(cmd, stdin_data=data, timeout_s=timeout_s)
+    source = ["-protocol_whitelist", "pipe", "-i", "pipe:0", *window.seek_args()]
+    cmd = _command(find_ffmpeg(ffmpeg), source, window)
+    run = _run_ffmpeg(cmd, stdin_data=data, timeout_s=window.timeout_s)
     if not _needs_seekable_input(run):
-        return _to_audio(
-            run, sr=sr, max_duration_s=max_duration_s, timeout_s=timeout_s, start_s=start_s
-        )
+        return _to_audio(run, window)
     log.debug("pipe decode failed (%s); retrying from a temporary file", _detail(run))
     remaining_s = deadline - time.monotonic()
     if remaining_s <= 0:
-        raise _timeout_error(run, timeout_s)
+        raise _timeout_error(run, window.timeout_s)
     try:
-        return _decode_via_file(
-            data,
-            sr=sr,
-            max_duration_s=max_duration_s,
-            timeout_s=remaining_s,
-            start_s=start_s,
-            ffmpeg=ffmpeg,
-        )
+        return _decode_via_file(data, replace(window, timeout_s=remaining_s), ffmpeg=ffmpeg)
     except DecodeTimeoutError as error:
         # Report the caller's limit, not the remainder the retry was given.
-        raise _timeout_error(run, timeout_s) from error
+        raise _timeout_error(run, window.timeout_s) from error
 
 
-def _decode_in_process(
-    source: str | IO[bytes],
-    *,
-    whitelist: str,
-    sr: int,
-    max_duration_s: float,
-    timeout_s: float,
-    start_s: float,
-) -> Audio | None:
+@dataclass(frozen=True)
+class _Window:
+    """What one decode call asks for: the rate, the stretch of audio and the time it may take."""
+
+    sr: int
+    max_duration_s: float
+    timeout_s: float
+    start_s: float
+
+    def __post_init__(self) -> None:
+        # Programming errors, not the user's: plain ValueError, not a MatcherError.
+        if self.sr <= 0:
+            raise ValueError(f"sr must be positive, got {self.sr}")
+        if not (0 < self.max_duration_s < math.inf):
+            raise ValueError(
+                f"max_duration_s must be positive and finite, got {self.max_duration_s}"
+            )
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {self.timeout_s}")
+        if not (0 <= self.start_s < math.inf):
+            raise ValueError(f"start_s must be >= 0 and finite, got {self.start_s}")
+
+    @property
+    def max_samples(self) -> int:
+        return round(self.max_duration_s * self.sr)
+
+    def seek_args(self) -> list[str]:
+        return ["-ss", _seconds(self.start_s)] if self.start_s > 0 else []
+
+
+def _decode_path(fs_path: str, window: _Window, *, ffmpeg: str | None) -> Audio:
+    if os.path.isfile(fs_path) and os.path.getsize(fs_path) == 0:
+        raise _media_error(UnreadableMediaError, "The file is empty.", [])
+    file_url = "file:" + os.path.abspath(fs_path)
+    if ffmpeg is None and os.path.isfile(fs_path):
+        # Regular files only: a FIFO or device may never end, and only a process can be killed.
+        audio = _decode_in_process(file_url, whitelist="file", window=window)
+        if audio is not None:
+            return audio
+    # "file:" stops ffmpeg reading a name as an option ("-x.mp4") or a protocol ("http:...").
+    # Seeking before -i is fast on files (ffmpeg seeks, then trims to the exact sample).
+    source = [*window.seek_args(), "-protocol_whitelist", "file", "-i", file_url]
+    cmd = _command(find_ffmpeg(ffmpeg), source, window)
+    run = _run_ffmpeg(cmd, stdin_data=None, timeout_s=window.timeout_s)
+    log.debug("decoded %s in %.0f ms", fs_path, run.elapsed_s * 1000)
+    return _to_audio(run, window)
+
+
+def _decode_in_process(source: str | IO[bytes], *, whitelist: str, window: _Window) -> Audio | None:
     """Decode with PyAV; None whenever the ffmpeg subprocess should decide instead.
 
     None means: PyAV is not installed, the input did not open, has no audio stream, failed
@@ -224,9 +216,10 @@ def _decode_in_process(
     except ImportError:
         return None
     started = time.monotonic()
+    sr, timeout_s = window.sr, window.timeout_s
     # The same reach as the subprocess: after `start_s`, the cap plus the truncation margin.
-    skip = round(start_s * sr)
-    wanted = skip + round((max_duration_s + _TRUNCATION_MARGIN_S) * sr)
+    skip = round(window.start_s * sr)
+    wanted = skip + round((window.max_duration_s + _TRUNCATION_MARGIN_S) * sr)
     chunks: list[np.ndarray] = []
     have = 0
     try:
@@ -256,36 +249,20 @@ def _decode_in_process(
     samples = samples[skip:wanted]
     if samples.size == 0:
         return None
-    max_samples = round(max_duration_s * sr)
-    truncated = samples.size > max_samples
-    samples = np.array(samples[:max_samples], dtype=np.float32)
+    truncated = samples.size > window.max_samples
+    samples = np.array(samples[: window.max_samples], dtype=np.float32)
     # Lossy codecs overshoot full scale a little; callers rely on [-1, 1].
     np.clip(samples, -1.0, 1.0, out=samples)
     log.debug("decoded in process in %.0f ms", (time.monotonic() - started) * 1000)
     return Audio(samples=samples, sr=sr, truncated=truncated)
 
 
-def _decode_via_file(
-    data: bytes,
-    *,
-    sr: int,
-    max_duration_s: float,
-    timeout_s: float,
-    start_s: float,
-    ffmpeg: str | None,
-) -> Audio:
+def _decode_via_file(data: bytes, window: _Window, *, ffmpeg: str | None) -> Audio:
     """Decode from a temporary file (always removed), for containers that need seeking."""
     with tempfile.TemporaryDirectory(prefix="citywok-decode-") as tmp:
         media_path = Path(tmp) / "input"
         media_path.write_bytes(data)
-        return decode_file(
-            media_path,
-            sr=sr,
-            max_duration_s=max_duration_s,
-            timeout_s=timeout_s,
-            start_s=start_s,
-            ffmpeg=ffmpeg,
-        )
+        return _decode_path(os.fspath(media_path), window, ffmpeg=ffmpeg)
 
 
 def _index_after_media(data: bytes) -> bool:
@@ -313,24 +290,12 @@ def _index_after_media(data: bytes) -> bool:
     return False
 
 
-def _check_params(*, sr: int, max_duration_s: float, timeout_s: float, start_s: float) -> None:
-    # Programming errors, not the user's: plain ValueError, not a MatcherError.
-    if sr <= 0:
-        raise ValueError(f"sr must be positive, got {sr}")
-    if not (0 < max_duration_s < math.inf):
-        raise ValueError(f"max_duration_s must be positive and finite, got {max_duration_s}")
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-    if not (0 <= start_s < math.inf):
-        raise ValueError(f"start_s must be >= 0 and finite, got {start_s}")
-
-
 def _seconds(value_s: float) -> str:
     # Fixed notation: ffmpeg's time parser does not accept "1e-05".
     return f"{value_s:.6f}"
 
 
-def _command(exe: str, source: list[str], *, sr: int, max_duration_s: float) -> list[str]:
+def _command(exe: str, source: list[str], window: _Window) -> list[str]:
     return [
         exe,
         "-nostdin",
@@ -344,9 +309,9 @@ def _command(exe: str, source: list[str], *, sr: int, max_duration_s: float) -> 
         "-ac",
         "1",
         "-ar",
-        str(sr),
+        str(window.sr),
         "-t",
-        _seconds(max_duration_s + _TRUNCATION_MARGIN_S),
+        _seconds(window.max_duration_s + _TRUNCATION_MARGIN_S),
         "-f",
         "f32le",
         "pipe:1",
@@ -456,27 +421,24 @@ def _needs_seekable_input(run: _Run) -> bool:
     return len(run.pcm) < _BYTES_PER_SAMPLE or _mentions(run, "partial file")
 
 
-def _to_audio(
-    run: _Run, *, sr: int, max_duration_s: float, timeout_s: float, start_s: float
-) -> Audio:
+def _to_audio(run: _Run, window: _Window) -> Audio:
     if run.timed_out:
-        raise _timeout_error(run, timeout_s)
+        raise _timeout_error(run, window.timeout_s)
     n_samples = len(run.pcm) // _BYTES_PER_SAMPLE
     if n_samples == 0:
-        raise _empty_output_error(run, start_s)
+        raise _empty_output_error(run, window.start_s)
     # A non-zero exit with audio means a damaged or cut-off file: the part that decoded is what
     # the user wants, so it is returned rather than raised.
     if run.returncode != 0:
         log.info("ffmpeg exited %d after partial decode: %s", run.returncode, _detail(run))
-    max_samples = round(max_duration_s * sr)
-    truncated = n_samples > max_samples
-    n_samples = min(n_samples, max_samples)
+    truncated = n_samples > window.max_samples
+    n_samples = min(n_samples, window.max_samples)
     # Shrinking in place, then wrapping the same buffer, keeps a single copy of the audio.
     del run.pcm[n_samples * _BYTES_PER_SAMPLE :]
     samples = np.frombuffer(run.pcm, dtype="<f4").astype(np.float32, copy=False)
     # Lossy codecs overshoot full scale a little; callers rely on [-1, 1].
     np.clip(samples, -1.0, 1.0, out=samples)
-    return Audio(samples=samples, sr=sr, truncated=truncated)
+    return Audio(samples=samples, sr=window.sr, truncated=truncated)
 
 
 def _empty_output_error(run: _Run, start_s: float) -> MediaError:

@@ -166,13 +166,7 @@ class FingerprintIndex:
         counts = self.offsets[keys + 1].astype(np.int64) - starts
         if max_postings is not None:
             counts[counts > max_postings] = 0
-        total = int(counts.sum())
-        query_index = np.repeat(np.arange(keys.size, dtype=np.int64), counts)
-        # Position of each output within its key's run, added to that run's start.
-        run_start_in_output = np.cumsum(counts) - counts
-        within = np.arange(total, dtype=np.int64) - np.repeat(run_start_in_output, counts)
-        gather = np.repeat(starts, counts) + within
-        return Postings(query_index=query_index, position=self.positions[gather].astype(np.int64))
+        return self._gather(starts, counts)
 
     def lookup_window(
         self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, max_postings: int | None = None
@@ -190,12 +184,16 @@ class FingerprintIndex:
             stops = np.where(stops - starts > max_postings, starts, stops)
         first = _lower_bound(self.positions, starts, stops, np.asarray(lo, dtype=np.int64))
         last = _lower_bound(self.positions, first, stops, np.asarray(hi, dtype=np.int64) + 1)
-        counts = last - first
+        return self._gather(first, last - first)
+
+    def _gather(self, starts: np.ndarray, counts: np.ndarray) -> Postings:
+        """The `counts[i]` postings from `starts[i]` on, for every query key i, in key order."""
         total = int(counts.sum())
-        query_index = np.repeat(np.arange(keys.size, dtype=np.int64), counts)
+        query_index = np.repeat(np.arange(starts.size, dtype=np.int64), counts)
+        # Position of each output within its key's run, added to that run's start.
         run_start_in_output = np.cumsum(counts) - counts
         within = np.arange(total, dtype=np.int64) - np.repeat(run_start_in_output, counts)
-        gather = np.repeat(first, counts) + within
+        gather = np.repeat(starts, counts) + within
         return Postings(query_index=query_index, position=self.positions[gather].astype(np.int64))
 
     def lookup_window_naive(self, keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Postings:

@@ -39,6 +39,13 @@ from scipy import stats
 
 from matcher import votes
 from matcher.hashes import Landmarks, landmarks2hashes_grid, peaks2landmarks
+from matcher.hypotheses import (
+    FAMILY_SPEED,
+    Hypotheses,
+    fine_around,
+    hypothesis_grid,
+    n_fine_hypotheses,
+)
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
 from matcher.peaks import Peaks
@@ -52,10 +59,6 @@ _RUN_GAP_S = 2.0
 _BACKGROUND_FRAMES = 48
 # Spread of the votes over the clip is counted in slots of this many seconds.
 _SPREAD_SLOT_S = 0.5
-# Semitones per octave, for the pitch line.
-_SEMITONES = 12.0
-
-_FAMILY_SPEED, _FAMILY_TEMPO, _FAMILY_PITCH = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -99,68 +102,6 @@ class Candidate:
     )
 
 
-@dataclass(frozen=True)
-class Hypotheses:
-    """Mappings of the clip onto the episode [shape=(h,)] each.
-
-    time_scale: clip frames × time_scale = episode frames (the clip's tempo factor).
-    band_shift: log bands the clip sits above the episode.
-    family: 0 speed (resample), 1 tempo only, 2 pitch only.
-    """
-
-    time_scale: np.ndarray
-    band_shift: np.ndarray
-    family: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return int(self.time_scale.size)
-
-    def take(self, i: np.ndarray) -> Hypotheses:
-        return Hypotheses(self.time_scale[i], self.band_shift[i], self.family[i])
-
-
-def _line(lo_log2: float, hi_log2: float, step: float) -> np.ndarray:
-    """Grid from lo to hi (log2 units) at `step` that contains 0 when lo <= 0 <= hi."""
-    if hi_log2 - lo_log2 <= 1e-12:
-        return np.zeros(1) if lo_log2 <= 0 <= hi_log2 else np.zeros(0)
-    below = -np.arange(0.0, -lo_log2 + 1e-9, step)[::-1] if lo_log2 < 0 else np.zeros(0)
-    above = np.arange(0.0, hi_log2 + 1e-9, step)
-    return np.unique(np.concatenate([below, above]))
-
-
-def hypothesis_grid(
-    search: SearchParams, *, params: FingerprintParams, step_log2: float
-) -> Hypotheses:
-    """Every hypothesis of the three lines at `step_log2`; identity once, first."""
-    bpo = params.bands_per_octave
-    speed = _line(np.log2(search.min_speed), np.log2(search.max_speed), step_log2)
-    tempo = _line(np.log2(search.min_tempo), np.log2(search.max_tempo), step_log2)
-    pitch_octaves = search.max_pitch_semitones / _SEMITONES
-    pitch = _line(-pitch_octaves, pitch_octaves, step_log2)
-    speed = speed if speed.size else np.zeros(1)
-    tempo, pitch = tempo[tempo != 0], pitch[pitch != 0]
-    speed = np.r_[0.0, speed[speed != 0]]
-    time_log2 = np.concatenate([speed, tempo, np.zeros(pitch.size)])
-    band_log2 = np.concatenate([speed, np.zeros(tempo.size), pitch])
-    family = np.concatenate(
-        [
-            np.full(speed.size, _FAMILY_SPEED),
-            np.full(tempo.size, _FAMILY_TEMPO),
-            np.full(pitch.size, _FAMILY_PITCH),
-        ]
-    ).astype(np.int8)
-    return Hypotheses(2.0**time_log2, bpo * band_log2, family)
-
-
-def speed_hypotheses(search: SearchParams) -> np.ndarray:
-    """Speeds of the speed line at the fine step, ascending (1.0 always among them)."""
-    step = search.coarse_step_log2 / max(search.fine_per_coarse, 1)
-    return np.asarray(
-        2.0 ** _line(np.log2(search.min_speed), np.log2(search.max_speed), step), np.float64
-    )
-
-
 def _max_dt_frames(params: FingerprintParams, search: SearchParams) -> int:
     slowest = min(search.min_speed, search.min_tempo, 1.0)
     return int(np.ceil(params.max_dt_frames / slowest)) + 1
@@ -197,6 +138,18 @@ class _Seed:
     centre_frame: float
     centre_position: float
     votes: int
+
+
+@dataclass(frozen=True)
+class _Query:
+    """What every stage of one query's search works from."""
+
+    peaks: Peaks
+    landmarks: Landmarks
+    index: FingerprintIndex
+    search: SearchParams
+    # Cells of the fine grid over the whole searched space (the chance model's trials).
+    n_cells: float
 
 
 def _windows(n_frames: int, window_frames: int) -> int:
@@ -359,47 +312,11 @@ def _cell_seeds(
     return seeds
 
 
-def _fine_around(hyps: Hypotheses, h: int, *, search: SearchParams, bpo: int) -> Hypotheses:
-    """Hypotheses across one coarse step around hypothesis `h`, on its own line."""
-    n = max(search.fine_per_coarse, 1)
-    step = search.coarse_step_log2 / n
-    k = (np.arange(n) - (n - 1) / 2.0) * step
-    t_log2 = np.log2(hyps.time_scale[h])
-    b_log2 = hyps.band_shift[h] / bpo
-    family = int(hyps.family[h])
-    if family == _FAMILY_PITCH:
-        t, b = np.full(n, t_log2), b_log2 + k
-    elif family == _FAMILY_TEMPO:
-        t, b = t_log2 + k, np.full(n, b_log2)
-    elif t_log2 == 0.0 and b_log2 == 0.0:
-        # The identity is on every line: check all three directions around it.
-        t = np.r_[k, k, np.zeros(n)]
-        b = np.r_[k, np.zeros(n), k]
-        return Hypotheses(2.0**t, bpo * b, np.zeros(t.size, np.int8))
-    else:
-        t, b = t_log2 + k, b_log2 + k
-    return Hypotheses(2.0**t, bpo * b, np.full(n, family, np.int8))
-
-
-def n_fine_hypotheses(search: SearchParams, *, params: FingerprintParams) -> int:
-    """How many hypotheses the fine grid would hold over the whole searched space."""
-    step = search.coarse_step_log2 / max(search.fine_per_coarse, 1)
-    return hypothesis_grid(search, params=params, step_log2=step).size
-
-
-def _verify(
-    seed: _Seed,
-    *,
-    peaks: Peaks,
-    landmarks: Landmarks,
-    index: FingerprintIndex,
-    search: SearchParams,
-    hyps: Hypotheses,
-    n_cells: float,
-) -> Candidate | None:
+def _verify(seed: _Seed, query: _Query, hyps: Hypotheses) -> Candidate | None:
     """The seed checked with every dense landmark under the fine hypotheses around it."""
+    peaks, landmarks, index, search = query.peaks, query.landmarks, query.index, query.search
     params = index.params
-    fine = _fine_around(hyps, seed.hypothesis, search=search, bpo=params.bands_per_octave)
+    fine = fine_around(hyps, seed.hypothesis, search=search, bpo=params.bands_per_octave)
     hashes, f_hyp, lm = landmarks2hashes_grid(
         peaks, landmarks, params=params, time_scale=fine.time_scale, band_shift=fine.band_shift
     )
@@ -474,13 +391,13 @@ def _verify(
         offset_frames=centre - start_frame,
         speed=float(fine.time_scale[f]),
         votes=count,
-        false_alarm_p=_false_alarm(count, expected_votes, n_cells) if spread_ok else 1.0,
+        false_alarm_p=_false_alarm(count, expected_votes, query.n_cells) if spread_ok else 1.0,
         query_start_frame=span[0],
         query_stop_frame=span[1],
         pitch=float(2.0 ** (fine.band_shift[f] / params.bands_per_octave)),
         unique_votes=int(unique),
         unique_false_alarm_p=(
-            _false_alarm(int(unique), expected_unique, n_cells) if spread_ok else 1.0
+            _false_alarm(int(unique), expected_unique, query.n_cells) if spread_ok else 1.0
         ),
         repeat_index=int(np.bincount(shared).argmax()) if shared.size else -1,
         vote_frames=vote_frames.astype(np.int32),
@@ -527,7 +444,8 @@ def search(peaks: Peaks, *, index: FingerprintIndex, search: SearchParams) -> li
         * max(index.total_frames, 1)
         / (2 * _REFINE_HALF_WIDTH_FRAMES + 1)
     )
-    diagonal = hyps.family == _FAMILY_SPEED
+    query = _Query(peaks, landmarks, index=index, search=search, n_cells=n_cells)
+    diagonal = hyps.family == FAMILY_SPEED
     stages = [np.flatnonzero(diagonal), np.flatnonzero(~diagonal)]
     if search.off_diagonal_always:
         stages = [np.arange(hyps.size)]
@@ -535,9 +453,7 @@ def search(peaks: Peaks, *, index: FingerprintIndex, search: SearchParams) -> li
     for stage in stages:
         if stage.size == 0:
             continue
-        verified += _search_stage(
-            peaks, landmarks, index=index, search=search, hyps=hyps.take(stage), n_cells=n_cells
-        )
+        verified += _search_stage(query, hyps.take(stage))
         if any(
             c.false_alarm_p <= search.match_false_alarm_p and c.votes >= search.min_votes
             for c in verified
@@ -546,16 +462,9 @@ def search(peaks: Peaks, *, index: FingerprintIndex, search: SearchParams) -> li
     return _distinct(verified, frames_apart=2 * _REFINE_HALF_WIDTH_FRAMES + 2)
 
 
-def _search_stage(
-    peaks: Peaks,
-    landmarks: Landmarks,
-    *,
-    index: FingerprintIndex,
-    search: SearchParams,
-    hyps: Hypotheses,
-    n_cells: float,
-) -> list[Candidate]:
+def _search_stage(query: _Query, hyps: Hypotheses) -> list[Candidate]:
     """Coarse pass over `hyps`, then the fine check of the best seeds."""
+    peaks, index, search = query.peaks, query.index, query.search
     n_windows = _windows(peaks.n_frames, round(search.window_s / index.params.frame_s))
     seeds = _coarse_seeds(peaks, index=index, search=search, hyps=hyps)
     verified: list[Candidate] = []
@@ -570,15 +479,7 @@ def _search_stage(
         ):
             continue
         checked.append(seed)
-        cand = _verify(
-            seed,
-            peaks=peaks,
-            landmarks=landmarks,
-            index=index,
-            search=search,
-            hyps=hyps,
-            n_cells=n_cells,
-        )
+        cand = _verify(seed, query, hyps)
         if cand is not None:
             verified.append(cand)
     return verified

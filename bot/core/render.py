@@ -141,9 +141,8 @@ def render_listening(result: MatchResult) -> Rendered:
 
 def render_answer(result: MatchResult, *, truncated: bool = False) -> Rendered:
     """The final answer: episode and time, the intro, a compilation's timeline, or not found."""
-    repeated = getattr(result, "repeated", None)
-    if repeated:
-        rendered = _render_repeated(str(repeated), getattr(result, "repeated_count", None))
+    if result.repeated:
+        rendered = _render_repeated(result.repeated, result.repeated_count)
     elif result.status == "match" and result.best is not None:
         segments = result.segments
         if len({s.episode for s in segments}) > 1:
@@ -187,7 +186,7 @@ def _render_match(best: Match) -> Rendered:
 
 def _speed_sentence(match: Match) -> str:
     """How the clip was altered: resampled (speed and pitch together), tempo or pitch only."""
-    pitch = float(getattr(match, "pitch", match.speed))
+    pitch = match.pitch
     if abs(match.speed - 1.0) >= _SAME:
         direction = "sped up" if match.speed > 1 else "slowed down"
         kept = " with its pitch kept" if abs(pitch - 1.0) < _SAME else ""
@@ -214,9 +213,9 @@ def _render_ambiguous(candidates: list[Match]) -> Rendered:
     return Rendered("Not sure which episode", lines, "unsure")
 
 
-def _render_repeated(label: str, count: object) -> Rendered:
+def _render_repeated(label: str, count: int) -> Rendered:
     what = _REPEATED_TITLES.get(label, "That part is shared by several episodes")
-    where = f"{count} episodes" if isinstance(count, int) and count > 1 else "many episodes"
+    where = f"{count} episodes" if count > 1 else "many episodes"
     return Rendered(
         what,
         [

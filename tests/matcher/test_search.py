@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from bot.synth.degrade import change_speed
+from matcher.hypotheses import hypothesis_grid, n_fine_hypotheses
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
-from matcher.search import hypothesis_grid, n_fine_hypotheses, search, strongest_peaks
+from matcher.search import search, strongest_peaks
 
 SR = 8000
 PARAMS = FingerprintParams()

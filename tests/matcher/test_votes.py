@@ -8,9 +8,10 @@ import pytest
 
 from bot.synth.degrade import change_speed
 from matcher import votes
+from matcher.hypotheses import hypothesis_grid
 from matcher.index import FingerprintIndex
 from matcher.params import FingerprintParams, SearchParams
-from matcher.search import _coarse_seeds, hypothesis_grid
+from matcher.search import _coarse_seeds
 
 SR = 8000
 PARAMS = FingerprintParams()
