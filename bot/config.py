@@ -55,6 +55,9 @@ class MatcherSettings:
     workers: int = 2
     stages_s: tuple[float, ...] = (3.0, 5.0, 10.0)
     decode_timeout_s: float = 60.0
+    # CPU seconds one request's matching may spend. A long clip is heard in windows until this
+    # is spent and the answer says how much was heard; a 10 s clip needs about 0.3.
+    budget_cpu_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class Settings:
 _POSITIVE = {
     "matcher.workers",
     "matcher.decode_timeout_s",
+    "matcher.budget_cpu_s",
     "fetch.max_bytes",
     "fetch.max_duration_s",
     "fetch.timeout_s",

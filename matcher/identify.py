@@ -8,8 +8,8 @@ Synchronous; callers that must not block run it in a thread pool.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
 from matcher.peaks import Peaks, audio2peaks
 from matcher.result import MatchResult, decide_full
-from matcher.search import search
+from matcher.search import Candidate, search
 from matcher.segment import candidates2segments
+from matcher.windows import search_windows
 
 
 class Matcher:
@@ -38,44 +39,65 @@ class Matcher:
             samples, params=self.index.params, peaks_per_s=self.search.query_peaks_per_s
         )
 
-    def identify(self, samples: np.ndarray) -> MatchResult:
-        """The answer for the whole clip."""
+    def identify(self, samples: np.ndarray, *, budget_cpu_s: float | None = None) -> MatchResult:
+        """The answer for the whole clip (a long one within `budget_cpu_s`, as below)."""
         started = time.perf_counter()
-        peaks = self.peaks(samples)
-        return self._answer(peaks, heard_frames=peaks.n_frames, started=started, final=True)
+        budget = _Budget.from_now(budget_cpu_s)
+        return self._whole(self.peaks(samples), started=started, budget=budget)
 
     def identify_stages(
-        self, samples: np.ndarray, *, stages_s: tuple[float, ...] | None = None
+        self,
+        samples: np.ndarray,
+        *,
+        stages_s: tuple[float, ...] | None = None,
+        budget_cpu_s: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[MatchResult]:
         """Answers after each stage's seconds of the clip, then for the whole clip.
 
         After the first stage whose answer is certain, a short clip stops there; a longer one
-        (more than `early_stop_max_clip_s`, possibly a compilation) skips straight to the whole
-        clip, whose answer carries the timeline. The last result has final=True.
-        `elapsed_ms` counts from the call, fingerprinting included.
+        (more than `early_stop_max_clip_s`, possibly a compilation) goes on to the whole clip,
+        whose answer carries the timeline. A clip over 1.5 `long_window_s` is heard in windows
+        (`matcher.windows`) until this thread has spent `budget_cpu_s` of CPU time in the call
+        (None: no limit) or `should_stop()` turns true; the final result is then `cut_short`
+        and its `heard_s` says how much of the clip was heard. The last
+        result has final=True. `elapsed_ms` counts from the call, fingerprinting included.
         """
         started = time.perf_counter()
+        budget = _Budget.from_now(budget_cpu_s, should_stop)
         peaks = self.peaks(samples)
         frame_s = self.index.params.frame_s
+        clip_s = peaks.n_frames * frame_s
         stage_frames = [round(s / frame_s) for s in (stages_s or self.search.stages_s)]
-        stops = sorted({f for f in stage_frames if f < peaks.n_frames} | {peaks.n_frames})
-        long_clip = peaks.n_frames * frame_s > self.search.early_stop_max_clip_s
-        for stop in stops:
-            result = self._answer(
-                peaks.head(stop), heard_frames=stop, started=started, final=stop == stops[-1]
-            )
-            result = replace(result, clip_duration_s=peaks.n_frames * frame_s)
-            if not result.final and self._certain(result):
-                if not long_clip:
-                    yield replace(result, final=True)
-                    return
-                yield result
-                whole = self._answer(
-                    peaks, heard_frames=peaks.n_frames, started=started, final=True
-                )
-                yield replace(whole, clip_duration_s=peaks.n_frames * frame_s)
+        for stop in sorted({f for f in stage_frames if f < peaks.n_frames}):
+            result = self._answer(peaks.head(stop), started=started, final=False)
+            result = replace(result, clip_duration_s=clip_s)
+            if self._certain(result) and clip_s <= self.search.early_stop_max_clip_s:
+                yield replace(result, final=True)
                 return
             yield result
+            if self._certain(result):
+                break
+        yield self._whole(peaks, started=started, budget=budget)
+
+    def _whole(self, peaks: Peaks, *, started: float, budget: _Budget) -> MatchResult:
+        frame_s = self.index.params.frame_s
+        clip_s = peaks.n_frames * frame_s
+        if clip_s <= 1.5 * self.search.long_window_s:
+            return self._answer(peaks, started=started, final=True)
+        heard = search_windows(
+            peaks,
+            index=self.index,
+            search_params=self.search,
+            cpu_deadline=budget.cpu_deadline,
+            should_stop=budget.should_stop,
+        )
+        result = self._decide(
+            heard.candidates, heard_frames=heard.heard_frames, started=started, final=True
+        )
+        return replace(
+            result, clip_duration_s=clip_s, cut_short=heard.heard_frames < peaks.n_frames
+        )
 
     def _certain(self, result: MatchResult) -> bool:
         return (
@@ -84,10 +106,13 @@ class Matcher:
             and result.best.false_alarm_p <= self.search.certain_false_alarm_p
         )
 
-    def _answer(
-        self, peaks: Peaks, *, heard_frames: int, started: float, final: bool
-    ) -> MatchResult:
+    def _answer(self, peaks: Peaks, *, started: float, final: bool) -> MatchResult:
         candidates = search(peaks, index=self.index, search=self.search)
+        return self._decide(candidates, heard_frames=peaks.n_frames, started=started, final=final)
+
+    def _decide(
+        self, candidates: list[Candidate], *, heard_frames: int, started: float, final: bool
+    ) -> MatchResult:
         decision = decide_full(candidates, index=self.index, search=self.search)
         status, matches = decision.status, decision.matches
         segments = (
@@ -110,3 +135,17 @@ class Matcher:
             repeated=decision.repeated,
             repeated_count=decision.repeated_count,
         )
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """When a long clip's windows stop: a thread CPU-time deadline, a shutdown check."""
+
+    cpu_deadline: float | None
+    should_stop: Callable[[], bool] | None = None
+
+    @classmethod
+    def from_now(
+        cls, cpu_s: float | None, should_stop: Callable[[], bool] | None = None
+    ) -> _Budget:
+        return cls(None if cpu_s is None else time.thread_time() + cpu_s, should_stop)

@@ -121,8 +121,9 @@ class SearchParams:
     # Long clips are searched in windows of this length (compilations: one scene per window
     # or more); a clip up to 1.5 windows long is one window.
     window_s: float = 10.0
-    # Legacy single-grid step (log2); kept for callers that set it, unused by the search.
-    speed_step_log2: float = 0.009
+    # Clips longer than 1.5 of these (s) are searched in windows this long, one after another
+    # (`matcher.windows`): memory stays that of one window and cost grows with the clip.
+    long_window_s: float = 30.0
     # Votes are counted once per slot of this many query frames (64 ms): landmarks of one
     # sustained sound (a held vowel, a chord) vote together even by chance, and counting them
     # once keeps the votes closer to the independent draws the Poisson model assumes.
@@ -131,8 +132,6 @@ class SearchParams:
     # real match spreads over the clip, chance agreement between unrelated sounds comes in
     # bursts (null clips on the test catalogue had 10 votes inside 1.2 s).
     min_spread_slots: int = 4
-    # Legacy: the offset bin of the single-pass search; unused (see coarse_bin_frames).
-    offset_bin_frames: int = 4
     # Keys whose posting lists are longer than this carry little information and cost most.
     max_postings_per_key: int = 4000
     # A candidate is reported when chance would produce its votes with at most this

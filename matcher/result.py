@@ -49,6 +49,8 @@ class MatchResult:
     repeated: when the clip lies only in content several episodes share, what it is ("intro",
         "outro", "recap", "shared"); the status is then `ambiguous`, never `match`.
     repeated_count: how many episodes hold that content.
+    cut_short: the work budget ran out before the end of a long clip; the answer is for its
+        first `heard_s` seconds.
     """
 
     status: Status
@@ -61,6 +63,7 @@ class MatchResult:
     final: bool = True
     repeated: str | None = None
     repeated_count: int = 0
+    cut_short: bool = False
 
 
 def candidate2match(cand: Candidate, *, index: FingerprintIndex, confidence: float) -> Match:

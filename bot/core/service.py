@@ -35,7 +35,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.config import Settings
+from bot.config import MatcherSettings, Settings
 from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
 from bot.core.limits import Limits, Quota, Ticket
@@ -317,7 +317,7 @@ class Service:
                     result.elapsed_ms,
                 )
                 job.release_when_idle(ticket)
-                finished = Finished(result, truncated=audio.truncated)
+                finished = Finished(result, truncated=audio.truncated or result.cut_short)
                 self._remember(keys, finished)
                 yield finished
                 return
@@ -377,7 +377,7 @@ class Service:
             _run_stages,
             self.matcher,
             audio.samples,
-            self.settings.matcher.stages_s,
+            self.settings.matcher,
             functools.partial(_post, loop, results.put_nowait),
             stop,
         )
@@ -444,13 +444,20 @@ def _post(loop: asyncio.AbstractEventLoop, put: Callable[[Any], None], item: Any
 def _run_stages(
     matcher: Matcher,
     samples: Any,
-    stages_s: tuple[float, ...],
+    settings: MatcherSettings,
     post: Callable[[MatchResult | _StagesDone], None],
     stop: threading.Event,
 ) -> None:
-    """Runs in the matcher pool: post each stage's result as soon as it is computed."""
+    """Runs in the matcher pool: post each stage's result as soon as it is computed. `stop`
+    also ends a long clip's windows early (the service is closing the stream)."""
     try:
-        for result in matcher.identify_stages(samples, stages_s=stages_s):
+        stages = matcher.identify_stages(
+            samples,
+            stages_s=settings.stages_s,
+            budget_cpu_s=settings.budget_cpu_s,
+            should_stop=stop.is_set,
+        )
+        for result in stages:
             post(result)
             if stop.is_set():
                 break

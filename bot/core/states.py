@@ -33,8 +33,8 @@ class Listening:
 
 @dataclass(frozen=True)
 class Finished:
-    """The answer. `truncated`: the clip ran past the duration cap and only its start was
-    heard."""
+    """The answer. `truncated`: only the clip's start was heard, because it ran past the
+    duration cap or its matching spent the work budget (`result.heard_s` says how much)."""
 
     result: MatchResult
     truncated: bool = False

@@ -86,9 +86,9 @@ class GatedMatcher(Matcher):
         self.parked = threading.Event()
         self.finished = threading.Event()
 
-    def identify_stages(self, samples, *, stages_s=None):  # type: ignore[no-untyped-def]
+    def identify_stages(self, samples, **kwargs):  # type: ignore[no-untyped-def]
         try:
-            for n, result in enumerate(super().identify_stages(samples, stages_s=stages_s)):
+            for n, result in enumerate(super().identify_stages(samples, **kwargs)):
                 yield result
                 if n == 0:
                     self.parked.set()
