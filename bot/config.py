@@ -66,6 +66,11 @@ class FetchSettings:
     max_duration_s: float = 600.0
     timeout_s: float = 60.0
     fetch_workers: int = 4
+    # A download averaging less than this since it started, once past the grace, is dropped so
+    # a trickling link frees its slot. 16 kB/s (about 130 kbit/s) is far below any CDN or phone
+    # upload, and far above a link dripping a few bytes a second to hold a slot for timeout_s.
+    min_rate_bytes_per_s: int = 16_000
+    min_rate_grace_s: float = 5.0
     # CIDR strings the network guard lets through (tests: "127.0.0.0/8"); empty in production.
     allow_networks: tuple[str, ...] = ()
     # Hosts treated as direct-media hosts (tests).
@@ -142,6 +147,8 @@ _POSITIVE = {
     "fetch.max_duration_s",
     "fetch.timeout_s",
     "fetch.fetch_workers",
+    "fetch.min_rate_bytes_per_s",
+    "fetch.min_rate_grace_s",
     "limits.per_minute",
     "limits.per_day",
     "limits.max_concurrent",

@@ -1,8 +1,9 @@
 """Direct downloads of media files over aiohttp: every redirect hop checked by the network
-guard, the size capped while reading."""
+guard, the size capped and the rate held above the minimum (bot.fetch.rate) while reading."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 import logging
@@ -25,12 +26,16 @@ from bot.fetch.messages import (
     MSG_NOT_FOUND,
     MSG_SERVER_ERROR,
     MSG_TOO_MANY_REDIRECTS,
+    MSG_TOO_SLOW,
     MSG_UNREACHABLE,
     too_large_message,
 )
 from bot.fetch.netguard import (
     BLOCKED_MESSAGE,
     ConnectGuard,
+)
+from bot.fetch.rate import (
+    MinRate,
 )
 from bot.fetch.sniff import (
     SNIFF_BYTES,
@@ -57,7 +62,9 @@ def _check_hop(url: URL, guard: ConnectGuard, request_id: str) -> None:
         raise BlockedAddress(BLOCKED_MESSAGE)
 
 
-async def download_direct(url: str, guard: ConnectGuard, max_bytes: int, request_id: str) -> bytes:
+async def download_direct(
+    url: str, guard: ConnectGuard, max_bytes: int, min_rate: MinRate, request_id: str
+) -> bytes:
     connector = aiohttp.TCPConnector(
         resolver=guard.resolver, socket_factory=guard.socket_factory, use_dns_cache=False
     )
@@ -76,7 +83,7 @@ async def download_direct(url: str, guard: ConnectGuard, max_bytes: int, request
             async with session.get(current, allow_redirects=False) as response:
                 location = _redirect_target(response)
                 if location is None:
-                    return await _read_capped(response, max_bytes, request_id)
+                    return await _read_capped(response, max_bytes, min_rate, request_id)
                 log.info("[%s] %d redirect to %s", request_id, response.status, location)
                 current = location
     raise FetchFailed(MSG_TOO_MANY_REDIRECTS)
@@ -94,7 +101,9 @@ def _redirect_target(response: aiohttp.ClientResponse) -> URL | None:
         raise UnsupportedSite(MSG_BAD_LINK) from None
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, request_id: str) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int, min_rate: MinRate, request_id: str
+) -> bytes:
     if response.status >= 400:
         log.info("[%s] HTTP %d from %s", request_id, response.status, response.url)
         raise _http_status_error(response.status)
@@ -105,7 +114,9 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, request
     # bytes(bytearray) would hold a second copy of up to max_bytes for a moment.
     data = io.BytesIO()
     head = b""
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+    # The rate is judged on the body, from the moment the headers are in.
+    started = asyncio.get_running_loop().time()
+    while chunk := await _read_chunk(response, data.tell(), started, min_rate, request_id):
         if data.tell() + len(chunk) > max_bytes:
             log.info("[%s] stream passed the %d byte cap", request_id, max_bytes)
             raise TooLarge(too_large_message(max_bytes))
@@ -118,6 +129,31 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, request
     if len(head) < SNIFF_BYTES:
         sniff(head, from_link=True)
     return data.getvalue()
+
+
+async def _read_chunk(
+    response: aiohttp.ClientResponse,
+    done_bytes: int,
+    started: float,
+    min_rate: MinRate,
+    request_id: str,
+) -> bytes:
+    """The next chunk (b"" at the end), or FetchFailed if it comes too late for the minimum
+    rate: waiting for it until the average would drop below the minimum also catches a server
+    that stops sending altogether."""
+    try:
+        async with asyncio.timeout_at(started + min_rate.deadline_s(done_bytes)):
+            return await response.content.read(CHUNK_BYTES)
+    except TimeoutError:
+        elapsed_s = asyncio.get_running_loop().time() - started
+        log.info(
+            "[%s] dropped a slow download: %d bytes in %.1f s, under %g bytes/s",
+            request_id,
+            done_bytes,
+            elapsed_s,
+            min_rate.bytes_per_s,
+        )
+        raise FetchFailed(MSG_TOO_SLOW) from None
 
 
 def _http_status_error(status: int) -> UserFacingError:

@@ -6,7 +6,8 @@ Attachments are read through the adapter's `read()` after their declared size is
 
 This module must never: open a link from a site it does not support, connect to an address the
 network guard refuses (every host and redirect hop is checked, at connect time), hold more than
-`max_bytes` of a download, let a download run past `timeout_s`, leave yt-dlp's temporary files
+`max_bytes` of a download, let a download run past `timeout_s` (or, once past its grace, run
+below the minimum rate, so a trickling link frees its slot), leave yt-dlp's temporary files
 behind, or show a user yt-dlp's or aiohttp's own error text (that goes to the log, with the
 request id). Nor may it queue without bound: a fetch waits at most `queue_wait_s` for a free slot
 (then the user is told we are busy), one platform never takes every slot, and the `timeout_s`
@@ -59,6 +60,9 @@ from bot.fetch.netguard import (
     AddressPolicy,
     ConnectGuard,
     ThreadGuard,
+)
+from bot.fetch.rate import (
+    MinRate,
 )
 from bot.fetch.slots import (
     FetchSlots,
@@ -121,6 +125,7 @@ class Fetcher:
         # Direct downloads use no thread, but each holds a socket and up to max_bytes.
         self._direct_slots = FetchSlots(workers, per_platform=workers, wait_s=queue_wait_s)
         self._resolver = resolver
+        self._min_rate = MinRate.from_settings(settings)
         self._closed = False
 
     def classify(self, url: str) -> Platform | None:
@@ -197,7 +202,9 @@ class Fetcher:
         try:
             # The clock starts now that the download has its slot.
             async with asyncio.timeout(self.settings.timeout_s):
-                return await download_direct(url, guard, self.settings.max_bytes, request_id)
+                return await download_direct(
+                    url, guard, self.settings.max_bytes, self._min_rate, request_id
+                )
         except TimeoutError:
             log.info("[%s] download timed out after %g s", request_id, self.settings.timeout_s)
             raise FetchFailed(timeout_message(self.settings.timeout_s)) from None

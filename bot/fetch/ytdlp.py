@@ -35,6 +35,7 @@ from bot.fetch.messages import (
     MSG_PRIVATE,
     MSG_SERVER_ERROR,
     MSG_SITE_REFUSED,
+    MSG_TOO_SLOW,
     MSG_UNREACHABLE,
     MSG_WEB_PAGE,
     timeout_message,
@@ -45,6 +46,9 @@ from bot.fetch.netguard import (
     BLOCKED_MESSAGE,
     ThreadGuard,
     guard_thread,
+)
+from bot.fetch.rate import (
+    MinRate,
 )
 from bot.fetch.sniff import (
     SNIFF_BYTES,
@@ -262,7 +266,12 @@ class YtdlpJob:
         return self.refusal.message
 
     def _progress(self, status: dict[str, Any]) -> None:
-        """Stop a download the moment it passes the byte cap, or once the fetch timed out."""
+        """Stop a download the moment it passes the byte cap, once the fetch timed out, or when
+        it runs below the minimum rate after its grace.
+
+        yt-dlp calls this after each block it reads, and reads blocks of about a second's worth
+        (1 kB at first), so a link sending far less than 1 kB a second is caught by the timeout
+        rather than here."""
         if self.guard.cancelled.is_set():
             raise _Stop(FetchFailed(timeout_message(self.settings.timeout_s)))
         done = status.get("downloaded_bytes") or 0
@@ -270,6 +279,22 @@ class YtdlpJob:
         if max(done, total) > self.settings.max_bytes:
             log.info("[%s] yt-dlp download passed the cap (%d/%d)", self.request_id, done, total)
             raise _Stop(TooLarge(too_large_message(self.settings.max_bytes)))
+        # yt-dlp's elapsed counts from when its downloader started on this file.
+        elapsed_s = status.get("elapsed")
+        min_rate = MinRate.from_settings(self.settings)
+        if (
+            status.get("status") == "downloading"
+            and isinstance(elapsed_s, int | float)
+            and min_rate.too_slow(done, elapsed_s)
+        ):
+            log.info(
+                "[%s] dropped a slow yt-dlp download: %d bytes in %.1f s, under %g bytes/s",
+                self.request_id,
+                done,
+                elapsed_s,
+                min_rate.bytes_per_s,
+            )
+            raise _Stop(FetchFailed(MSG_TOO_SLOW))
 
     def _read_result(self, tmp: Path) -> bytes:
         files = [p for p in tmp.iterdir() if p.is_file() and not p.name.endswith(".part")]

@@ -115,6 +115,11 @@ def test_unknown_keys_are_named(tmp_path: Path, text: str, named: str) -> None:
         ('[fetch]\nallow_networks = ["127.0.0.0/33"]\n', "allow_networks entry '127.0.0.0/33'"),
         ('[fetch]\nallow_networks = ["localhost"]\n', "allow_networks entry 'localhost'"),
         ("[limits]\nmax_downloads = 0\n", "limits.max_downloads must be greater than 0"),
+        (
+            "[fetch]\nmin_rate_bytes_per_s = 0\n",
+            "fetch.min_rate_bytes_per_s must be greater than 0",
+        ),
+        ("[fetch]\nmin_rate_grace_s = 0\n", "fetch.min_rate_grace_s must be greater than 0"),
         ("[app]\nshutdown_grace_s = -1\n", "app.shutdown_grace_s must be 0 or more"),
     ],
 )

@@ -33,6 +33,7 @@ from bot.core.errors import (
 )
 from bot.core.request import Attachment, Link
 from bot.fetch.fetcher import Fetcher
+from bot.fetch.rate import MinRate
 from bot.fetch.slots import FetchSlots
 from bot.fetch.sniff import sniff
 from bot.fetch.ytdlp import ytdlp_user_error
@@ -40,6 +41,8 @@ from bot.links import Platform
 from tests.fakes.media_server import (
     ENDLESS_MAX_BYTES,
     HTML_PAGE,
+    LATE_BYTES,
+    LATE_PAUSE_S,
     MediaServer,
     png_bytes,
     serve_media,
@@ -269,6 +272,66 @@ async def test_direct_http_errors(
     error = await fetch_error(fetcher, server.url(f"/status/{status}.mp4"))
     assert isinstance(error, kind)
     assert str(status) not in error.message
+
+
+# ---- the minimum rate: a crawling link frees its slot ---------------------------------------
+
+TOO_SLOW = "That link sends its video too slowly, so I stopped; try again later."
+# Long past the grace, so the crawl can only end by the rate check: the test sees which one.
+PATIENT_TIMEOUT_S = 20
+SHORT_GRACE_S = 0.5
+
+
+@pytest.fixture
+async def rate_fetcher(ytdlp_temp: Path) -> AsyncIterator[Fetcher]:
+    """A short grace, the default minimum rate, and a timeout the crawl never reaches."""
+    made = Fetcher(
+        settings(
+            timeout_s=PATIENT_TIMEOUT_S,
+            min_rate_grace_s=SHORT_GRACE_S,
+            extra_hosts=("127.0.0.1",),
+        ),
+        temp_dir=ytdlp_temp,
+    )
+    yield made
+    await made.close()
+
+
+def test_min_rate_judges_only_after_the_grace() -> None:
+    rate = MinRate(bytes_per_s=1000, grace_s=5)
+    assert not rate.too_slow(0, 4.9)  # inside the grace, even with nothing yet
+    assert not rate.too_slow(6000, 6)
+    assert rate.too_slow(5999, 6)
+    assert rate.deadline_s(0) == 5  # nothing before the grace ends: judged then
+    assert rate.deadline_s(8000) == 8  # 8000 bytes keep the average up for 8 s
+    assert not rate.too_slow(8000, rate.deadline_s(8000))
+
+
+@pytest.mark.parametrize("path", ["/crawl.mp4", "/watch/crawl"], ids=["direct", "ytdlp"])
+async def test_crawling_link_dropped_before_the_timeout(
+    rate_fetcher: Fetcher, server: MediaServer, ytdlp_temp: Path, path: str
+) -> None:
+    error = await fetch_error(rate_fetcher, server.url(path))
+    assert isinstance(error, FetchFailed)
+    # The slow-transfer sentence, not the timeout one: the rate check ended it.
+    assert error.message == TOO_SLOW
+    assert leftovers(ytdlp_temp) == []
+
+
+@pytest.mark.parametrize("path", ["/video.mp4", "/watch/clip"], ids=["direct", "ytdlp"])
+async def test_fast_download_unaffected_by_the_rate_check(
+    rate_fetcher: Fetcher, server: MediaServer, clip: bytes, path: str
+) -> None:
+    assert await rate_fetcher.fetch(Link(server.url(path))) == clip
+
+
+@pytest.mark.parametrize("path", ["/late.mp4", "/watch/late"], ids=["direct", "ytdlp"])
+async def test_slow_start_that_recovers_inside_the_grace(
+    rate_fetcher: Fetcher, server: MediaServer, clip: bytes, path: str
+) -> None:
+    assert LATE_PAUSE_S < SHORT_GRACE_S
+    data = await rate_fetcher.fetch(Link(server.url(path)))
+    assert len(data) == LATE_BYTES and data.startswith(clip)
 
 
 # ---- yt-dlp (generic extractor, offline, against the same server) ---------------------------

@@ -2,7 +2,8 @@
 
 It serves one real media clip (made by the test with ffmpeg) and, around it: redirect chains and
 loops, redirects to private addresses and other schemes, an endless stream, a huge
-Content-Length, a trickle that never finishes, a web page and an image behind media-looking
+Content-Length, a trickle that never finishes, a crawl (a few bytes every 0.2 s), a late start
+that then sends fast, a web page and an image behind media-looking
 URLs, error statuses, JSON-LD video pages that yt-dlp's generic extractor understands, a large
 file sent in small writes, and gated routes that hold a request until the test opens the gate
 (so tests order events by what the server saw, never by how long something took).
@@ -33,6 +34,15 @@ ENDLESS_MAX_BYTES = 256 * 1024 * 1024
 _TRICKLE_MAX_S = 60.0
 _TRICKLE_INTERVAL_S = 0.05
 _STALL_S = 5.0
+# The crawl: 64 bytes every 0.2 s (320 bytes/s), far below any sensible minimum rate.
+CRAWL_PIECE_BYTES = 64
+_CRAWL_INTERVAL_S = 0.2
+# The late start: nothing for a moment after the headers, then LATE_BYTES (the clip padded with
+# zeros) at about 320 kB/s, so the transfer runs on well after a short grace period.
+LATE_PAUSE_S = 0.3
+LATE_BYTES = 250_000
+_LATE_PIECE_BYTES = 16 * 1024
+_LATE_INTERVAL_S = 0.05
 _GATE_MAX_S = 60.0
 _GATE_POLL_S = 0.05
 _ZEROS = bytes(64 * 1024)
@@ -178,6 +188,42 @@ def _build_app(state: MediaServer) -> web.Application:
     async def slow(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
         return await _trickle(request, response, state)
+
+    @routes.get("/crawl.mp4")
+    @routes.get("/watch/crawl")
+    async def crawl(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _TRICKLE_MAX_S
+        body = state.clip + _ZEROS
+        start = 0
+        try:
+            while loop.time() < deadline and not _gone(request, state):
+                await response.write(body[start : start + CRAWL_PIECE_BYTES])
+                start = (start + CRAWL_PIECE_BYTES) % len(body)
+                await asyncio.sleep(_CRAWL_INTERVAL_S)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    @routes.get("/late.mp4")
+    @routes.get("/watch/late")
+    async def late(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        response.content_length = LATE_BYTES
+        await response.prepare(request)
+        body = state.clip + bytes(LATE_BYTES - len(state.clip))
+        try:
+            await asyncio.sleep(LATE_PAUSE_S)
+            for start in range(0, LATE_BYTES, _LATE_PIECE_BYTES):
+                if _gone(request, state):
+                    break
+                await response.write(body[start : start + _LATE_PIECE_BYTES])
+                await asyncio.sleep(_LATE_INTERVAL_S)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
 
     @routes.get("/gate/{name}")
     async def gate(request: web.Request) -> web.StreamResponse:
