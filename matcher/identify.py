@@ -8,18 +8,19 @@ Synchronous; callers that must not block run it in a thread pool.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
+from matcher.budget import Budget
 from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
 from matcher.peaks import Peaks, audio2peaks
 from matcher.result import MatchResult, decide_full
 from matcher.search import Candidate, search
 from matcher.segment import candidates2segments
-from matcher.windows import search_windows
+from matcher.windows import hear_windows
 
 
 class Matcher:
@@ -39,38 +40,38 @@ class Matcher:
             samples, params=self.index.params, peaks_per_s=self.search.query_peaks_per_s
         )
 
-    def identify(self, samples: np.ndarray, *, budget_cpu_s: float | None = None) -> MatchResult:
-        """The answer for the whole clip (a long one within `budget_cpu_s`, as below)."""
-        started = time.perf_counter()
-        budget = _Budget.from_now(budget_cpu_s)
-        return self._whole(self.peaks(samples), started=started, budget=budget)
+    def identify(self, samples: np.ndarray, *, budget: Budget | None = None) -> MatchResult:
+        """The answer for the whole clip (a long one heard within `budget`, as below)."""
+        *_, final = self.identify_stages(samples, stages_s=(), budget=budget)
+        return final
 
     def identify_stages(
         self,
         samples: np.ndarray,
         *,
         stages_s: tuple[float, ...] | None = None,
-        budget_cpu_s: float | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        budget: Budget | None = None,
     ) -> Iterator[MatchResult]:
         """Answers after each stage's seconds of the clip, then for the whole clip.
 
         After the first stage whose answer is certain, a short clip stops there; a longer one
         (more than `early_stop_max_clip_s`, possibly a compilation) goes on to the whole clip,
         whose answer carries the timeline. A clip over 1.5 `long_window_s` is heard in windows
-        (`matcher.windows`) until this thread has spent `budget_cpu_s` of CPU time in the call
-        (None: no limit) or `should_stop()` turns true; the final result is then `cut_short`
-        and its `heard_s` says how much of the clip was heard. The last
-        result has final=True. `elapsed_ms` counts from the call, fingerprinting included.
+        (`matcher.windows`), with an interim answer after each, until `budget` is exhausted;
+        the final result is then `cut_short` and its `heard_s` says how much was heard. The
+        last result has final=True. `elapsed_ms` counts from the call, fingerprinting included.
+        The generator may be resumed on another thread between results.
         """
         started = time.perf_counter()
-        budget = _Budget.from_now(budget_cpu_s, should_stop)
-        peaks = self.peaks(samples)
+        budget = budget or Budget()
+        with budget.charge():
+            peaks = self.peaks(samples)
         frame_s = self.index.params.frame_s
         clip_s = peaks.n_frames * frame_s
-        stage_frames = [round(s / frame_s) for s in (stages_s or self.search.stages_s)]
-        for stop in sorted({f for f in stage_frames if f < peaks.n_frames}):
-            result = self._answer(peaks.head(stop), started=started, final=False)
+        stages = self.search.stages_s if stages_s is None else stages_s
+        for stop in sorted({f for f in (round(s / frame_s) for s in stages) if f < peaks.n_frames}):
+            with budget.charge():
+                result = self._answer(peaks.head(stop), started=started, final=False)
             result = replace(result, clip_duration_s=clip_s)
             if self._certain(result) and clip_s <= self.search.early_stop_max_clip_s:
                 yield replace(result, final=True)
@@ -78,26 +79,28 @@ class Matcher:
             yield result
             if self._certain(result):
                 break
-        yield self._whole(peaks, started=started, budget=budget)
-
-    def _whole(self, peaks: Peaks, *, started: float, budget: _Budget) -> MatchResult:
-        frame_s = self.index.params.frame_s
-        clip_s = peaks.n_frames * frame_s
         if clip_s <= 1.5 * self.search.long_window_s:
-            return self._answer(peaks, started=started, final=True)
-        heard = search_windows(
-            peaks,
-            index=self.index,
-            search_params=self.search,
-            cpu_deadline=budget.cpu_deadline,
-            should_stop=budget.should_stop,
-        )
-        result = self._decide(
-            heard.candidates, heard_frames=heard.heard_frames, started=started, final=True
-        )
-        return replace(
-            result, clip_duration_s=clip_s, cut_short=heard.heard_frames < peaks.n_frames
-        )
+            with budget.charge():
+                whole = self._answer(peaks, started=started, final=True)
+            yield whole
+            return
+        yield from self._windows(peaks, started=started, budget=budget)
+
+    def _windows(self, peaks: Peaks, *, started: float, budget: Budget) -> Iterator[MatchResult]:
+        """A long clip, window by window: interim answers, then the final one."""
+        clip_s = peaks.n_frames * self.index.params.frame_s
+        for heard in hear_windows(
+            peaks, index=self.index, search_params=self.search, budget=budget
+        ):
+            with budget.charge():
+                result = self._decide(
+                    heard.candidates,
+                    heard_frames=heard.heard_frames,
+                    started=started,
+                    final=heard.last,
+                )
+            cut_short = heard.last and heard.heard_frames < peaks.n_frames
+            yield replace(result, clip_duration_s=clip_s, cut_short=cut_short)
 
     def _certain(self, result: MatchResult) -> bool:
         return (
@@ -135,17 +138,3 @@ class Matcher:
             repeated=decision.repeated,
             repeated_count=decision.repeated_count,
         )
-
-
-@dataclass(frozen=True)
-class _Budget:
-    """When a long clip's windows stop: a thread CPU-time deadline, a shutdown check."""
-
-    cpu_deadline: float | None
-    should_stop: Callable[[], bool] | None = None
-
-    @classmethod
-    def from_now(
-        cls, cpu_s: float | None, should_stop: Callable[[], bool] | None = None
-    ) -> _Budget:
-        return cls(None if cpu_s is None else time.thread_time() + cpu_s, should_stop)

@@ -6,8 +6,9 @@ minutes of CPU and half a gigabyte. Here a long clip is cut into windows of `lon
 (plus a little overlap, so a scene straddling a cut is whole in one of them), each searched on
 its own: memory stays that of one window, and each window's coarse pass has the same vote
 budget (`coarse_max_votes`) as a short clip's, so a long clip costs less per second than a
-short one. Windows are searched in clip order until the CPU budget is spent; the answer then
-covers what was heard.
+short one. Windows are searched in clip order until the request's CPU budget is spent; the
+answer then covers what was heard. After each window the caller gets what was found so far, so
+the reply can show progress, and the caller can hand its thread to other work in between.
 
 Each window's candidates are moved to clip time, and the chance model counts the windows: a
 false alarm anywhere among k windows is 1 - (1 - p)^k, the same as one search over all their
@@ -17,12 +18,12 @@ Pure; no I/O.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from matcher.budget import Budget
 from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
 from matcher.peaks import Peaks
@@ -39,10 +40,12 @@ _SAME_SPEED_LOG2 = 0.015
 
 @dataclass(frozen=True)
 class WindowedSearch:
-    """What the windows found: candidates in clip time, and how much of the clip was heard."""
+    """What the windows found: candidates in clip time, and how much of the clip was heard.
+    `last`: no window follows (the clip ended, or the budget is spent)."""
 
     candidates: list[Candidate]
     heard_frames: int
+    last: bool
 
 
 def window_spans(
@@ -59,33 +62,27 @@ def window_spans(
     return spans or [(0, n_frames)]
 
 
-def search_windows(
-    peaks: Peaks,
-    *,
-    index: FingerprintIndex,
-    search_params: SearchParams,
-    cpu_deadline: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> WindowedSearch:
-    """Search `peaks` window by window in clip order, stopping before a window once this
-    thread's CPU time (`time.thread_time()`) has reached `cpu_deadline` (None: no limit) or
-    `should_stop()` says so (the caller is shutting down). The first window is always
-    searched."""
+def hear_windows(
+    peaks: Peaks, *, index: FingerprintIndex, search_params: SearchParams, budget: Budget
+) -> Iterator[WindowedSearch]:
+    """Search `peaks` window by window in clip order; after each window, what all the windows
+    so far found. Stops after the window that exhausts `budget` (the first window is always
+    searched). The generator may be resumed on another thread between windows."""
     frame_s = index.params.frame_s
     window = max(round(search_params.long_window_s / frame_s), 1)
     overlap = round(_OVERLAP_S / frame_s)
     spans = window_spans(peaks.n_frames, window_frames=window, overlap_frames=overlap)
     found: list[Candidate] = []
-    heard, searched = 0, 0
-    for start, stop in spans:
-        spent = cpu_deadline is not None and time.thread_time() >= cpu_deadline
-        if searched and (spent or (should_stop is not None and should_stop())):
-            break
-        part = search(peaks.window(start, stop), index=index, search=search_params)
-        found += [_to_clip_time(c, start) for c in part]
-        heard, searched = stop, searched + 1
-    in_clip = [_over_windows(c, searched) for c in found]
-    return WindowedSearch(_merge(in_clip, slot=search_params.vote_slot_frames), heard)
+    for searched, (start, stop) in enumerate(spans, start=1):
+        with budget.charge():
+            part = search(peaks.window(start, stop), index=index, search=search_params)
+            found += [_to_clip_time(c, start) for c in part]
+            in_clip = [_over_windows(c, searched) for c in found]
+            merged = _merge(in_clip, slot=search_params.vote_slot_frames)
+        last = searched == len(spans) or budget.exhausted
+        yield WindowedSearch(merged, heard_frames=stop, last=last)
+        if last:
+            return
 
 
 def _to_clip_time(cand: Candidate, start: int) -> Candidate:

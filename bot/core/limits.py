@@ -107,6 +107,12 @@ class Ticket:
             self.ready = True
             self._limits._advance()
 
+    def requeue(self) -> None:
+        """Give the match slot to the next request in line and wait at the back of it, media
+        in hand (a long clip between two windows, while others wait)."""
+        if self.running:
+            self._limits._requeue(self)
+
     def release(self) -> None:
         """Leave the line or free the slot; idempotent, so every exit path may call it."""
         if not self.released:
@@ -130,6 +136,9 @@ class Limits:
         self._waiting: deque[Ticket] = deque()
         self._waiting_unsolicited: deque[Ticket] = deque()
         self._allow = frozenset(settings.allow_users)
+        # An asked-for request has its media in hand and waits for a match slot: a running
+        # long clip then gives up its slot between windows. Read from worker threads.
+        self.slot_wanted = False
 
     # -- per user
 
@@ -225,6 +234,11 @@ class Limits:
             (self._waiting_unsolicited if ticket.unsolicited else self._waiting).remove(ticket)
         self._advance()
 
+    def _requeue(self, ticket: Ticket) -> None:
+        self._running.discard(ticket)
+        (self._waiting_unsolicited if ticket.unsolicited else self._waiting).append(ticket)
+        self._advance()
+
     def _advance(self) -> None:
         """Hand free slots to the first tickets with their media in hand, then tell every
         ticket whose place or download permission changed."""
@@ -235,6 +249,7 @@ class Limits:
                     queue.remove(ticket)
                     self._running.add(ticket)
                     free -= 1
+        self.slot_wanted = any(t.ready for t in self._waiting)
         for ticket in self._running:
             self._update(ticket, 0, may_fetch=True)
         line = (*self._waiting, *self._waiting_unsolicited)

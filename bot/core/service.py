@@ -30,18 +30,19 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.config import MatcherSettings, Settings
+from bot.config import Settings
 from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
 from bot.core.limits import Limits, Quota, Ticket
 from bot.core.request import Link, Request, Source, User
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
 from bot.links import link_key
+from matcher.budget import Budget
 from matcher.decode import Audio, decode_bytes
 from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
 from matcher.identify import Matcher
@@ -63,6 +64,9 @@ def restarting(request_id: str) -> Failed:
 # After the drain's grace, how long aborted streams get to wind down (cancelling a download or
 # leaving the queue is quick; a worker thread is not waited for).
 _ABORT_WAIT_S = 0.5
+# A match runs at least this long (s) before it gives its slot to a waiting request: short
+# clips finish within their first turn, and a long one's turns stay worth their switch.
+MIN_TURN_S = 1.0
 
 
 class MediaFetcher(Protocol):
@@ -70,6 +74,11 @@ class MediaFetcher(Protocol):
     capped, or a `UserFacingError`."""
 
     async def fetch(self, source: Source, *, request_id: str = ...) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class _TurnOver:
+    """Sent by the worker when it gave up its turn between two results (others wait)."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +311,7 @@ class Service:
         audio = await self._decode(data, job)
         self._step(request.id, "decoded")
         del data
-        async with contextlib.aclosing(self._stages(audio, job)) as results:
+        async with contextlib.aclosing(self._stages(audio, job, ticket)) as results:
             async for result in results:
                 self._step(request.id, f"stage:{result.heard_s:g}")
                 if not result.final:
@@ -369,34 +378,47 @@ class Service:
         except DecodeTimeoutError as e:
             raise TooLong(_DECODE_TOO_SLOW) from e
 
-    async def _stages(self, audio: Audio, job: _Job) -> AsyncGenerator[MatchResult, None]:
+    async def _stages(
+        self, audio: Audio, job: _Job, ticket: Ticket
+    ) -> AsyncGenerator[MatchResult, None]:
+        """The matcher's results as it produces them, in turns: a long clip gives its match
+        slot to a waiting request between windows, and goes on when its turn comes again."""
         loop = asyncio.get_running_loop()
-        results: asyncio.Queue[MatchResult | _StagesDone] = asyncio.Queue()
+        results: asyncio.Queue[MatchResult | _TurnOver | _StagesDone] = asyncio.Queue()
         stop = threading.Event()
-        work = functools.partial(
-            _run_stages,
-            self.matcher,
-            audio.samples,
-            self.settings.matcher,
-            functools.partial(_post, loop, results.put_nowait),
-            stop,
+        settings = self.settings.matcher
+        budget = Budget(settings.budget_cpu_s, should_stop=stop.is_set)
+        stages = self.matcher.identify_stages(
+            audio.samples, stages_s=settings.stages_s, budget=budget
         )
-        job.future = _submit(self.executor, work)
+        post = functools.partial(_post, loop, results.put_nowait)
+        limits = self.limits
+
+        def turn_over(turn_started: float) -> bool:
+            # Read on the worker thread: a bool the loop sets, so a stale read costs one window.
+            return limits.slot_wanted and time.monotonic() - turn_started >= MIN_TURN_S
 
         def dropped(future: asyncio.Future[Any]) -> None:
             # A pool shut down before the work started: the worker will never say it is done.
             if future.cancelled():
                 results.put_nowait(_StagesDone(Busy(_SHUTTING_DOWN)))
 
-        job.future.add_done_callback(dropped)
         try:
             while True:
-                item = await results.get()
-                if isinstance(item, _StagesDone):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                yield item
+                job.future = _submit(
+                    self.executor, functools.partial(_run_turn, stages, post, stop, turn_over)
+                )
+                job.future.add_done_callback(dropped)
+                while not isinstance(item := await results.get(), _TurnOver):
+                    if isinstance(item, _StagesDone):
+                        if item.error is not None:
+                            raise item.error
+                        return
+                    yield item
+                await job.future  # the worker has let go of the generator
+                ticket.requeue()
+                while not ticket.running:
+                    await ticket.wait_change()
         finally:
             # Closed early (the chat went away, shutdown): let the worker stop after its
             # current stage instead of matching the rest for nobody.
@@ -441,26 +463,25 @@ def _post(loop: asyncio.AbstractEventLoop, put: Callable[[Any], None], item: Any
         loop.call_soon_threadsafe(put, item)
 
 
-def _run_stages(
-    matcher: Matcher,
-    samples: Any,
-    settings: MatcherSettings,
-    post: Callable[[MatchResult | _StagesDone], None],
+def _run_turn(
+    stages: Iterator[MatchResult],
+    post: Callable[[MatchResult | _TurnOver | _StagesDone], None],
     stop: threading.Event,
+    turn_over: Callable[[float], bool],
 ) -> None:
-    """Runs in the matcher pool: post each stage's result as soon as it is computed. `stop`
-    also ends a long clip's windows early (the service is closing the stream)."""
+    """Runs in the matcher pool: post each result as soon as it is computed, until the last
+    (`_StagesDone`) or until the turn is over (`_TurnOver`: the generator is left suspended,
+    to be resumed by the next turn, on whichever thread). `stop` also ends a long clip's
+    windows early (the service is closing the stream)."""
+    turn_started = time.monotonic()
     try:
-        stages = matcher.identify_stages(
-            samples,
-            stages_s=settings.stages_s,
-            budget_cpu_s=settings.budget_cpu_s,
-            should_stop=stop.is_set,
-        )
         for result in stages:
             post(result)
             if stop.is_set():
                 break
+            if not result.final and turn_over(turn_started):
+                post(_TurnOver())
+                return
     except Exception as error:
         # Re-raised on the loop, where the request's id is known and the user is told.
         post(_StagesDone(error))

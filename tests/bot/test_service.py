@@ -634,3 +634,75 @@ async def test_after_the_grace_every_running_stream_ends_restarting(
     assert not any(service.limits.in_flight(User("telegram", u, "")) for u in "123")
     await idle(service.limits)  # the parked worker thread let go of its slot
     assert matcher.finished.is_set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Long clips: a work budget, and turns
+
+
+@pytest.fixture(scope="module")
+def ten_minutes_of_noise(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """What stalled everyone before: ten minutes of noise in a small Opus file."""
+    noise = np.random.default_rng(11).standard_normal(600 * SR).astype(np.float32) * 0.1
+    return make_media(tmp_path_factory.mktemp("long"), noise, SR, "opus").read_bytes()
+
+
+async def test_a_long_clip_spends_its_budget_and_says_how_much_it_heard(
+    memory_index: FingerprintIndex, executor: ThreadPoolExecutor, ten_minutes_of_noise: bytes
+) -> None:
+    service = make_service(memory_index, executor)
+    service.settings = replace(
+        service.settings, matcher=replace(service.settings.matcher, budget_cpu_s=0.5)
+    )
+    states = await collect(service.handle(request(attachment(ten_minutes_of_noise, "n.ogg"))))
+    final = states[-1]
+    assert isinstance(final, Finished), final
+    assert final.truncated and final.result.cut_short
+    assert final.result.clip_duration_s == pytest.approx(600.0, abs=1.0)
+    # Past the budget after the early stages, yet the first window is always heard.
+    assert 29.0 < final.result.heard_s < 600.0
+    assert final.result.status != "match"
+    note = render_state(final).lines[-1]
+    assert note.startswith("The clip is long, so I listened to the first")
+    heard = [s.result.heard_s for s in states if isinstance(s, Listening | Finished)]
+    assert heard == sorted(heard)
+
+
+async def test_a_long_clip_gives_its_turn_to_a_short_one(
+    memory_index: FingerprintIndex,
+    executor: ThreadPoolExecutor,
+    media: dict[str, bytes],
+    ten_minutes_of_noise: bytes,
+) -> None:
+    """One match slot: a short clip sent while a long one is heard is answered before it."""
+    limits = LimitSettings(max_concurrent=1, max_queue=5)
+    service = make_service(memory_index, executor, limits=limits)
+    finished: list[str] = []
+    in_windows = asyncio.Event()
+
+    async def follow(req: Request, name: str) -> list[State]:
+        states = []
+        async for state in service.handle(req):
+            states.append(state)
+            if isinstance(state, Listening) and state.result.heard_s > 10.0:
+                in_windows.set()
+        finished.append(name)
+        return states
+
+    async with asyncio.timeout(HANG_GUARD_S):
+        long = asyncio.create_task(
+            follow(request(attachment(ten_minutes_of_noise, "n.ogg"), "1", "req00001"), "long")
+        )
+        await in_windows.wait()
+        short = await follow(request(attachment(media["known"]), "2", "req00002"), "short")
+        long_states = await long
+    assert finished == ["short", "long"]
+    answer = short[-1]
+    assert isinstance(answer, Finished) and answer.result.best is not None
+    assert answer.result.best.episode == "S01E03"
+    last = long_states[-1]
+    assert isinstance(last, Finished) and last.result.status != "match"
+    # It went on after its turn: all ten minutes (within the default budget) were heard.
+    assert last.result.heard_s == pytest.approx(600.0, abs=1.0)
+    assert not any(isinstance(s, Queued) for s in long_states[1:])
+    await idle(service.limits)

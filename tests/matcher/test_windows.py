@@ -4,11 +4,13 @@ a CPU budget that ends the hearing early with an answer for what was heard (seed
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
 
 from bot.synth.episodes import make_dialogue
+from matcher.budget import Budget
 from matcher.identify import Matcher
 from matcher.index import FingerprintIndex
 from matcher.params import SearchParams
@@ -88,7 +90,7 @@ def test_a_spent_budget_answers_for_what_was_heard(
     memory_index: FingerprintIndex, catalogue: list[np.ndarray]
 ) -> None:
     clip, truth = _long_compilation(catalogue)
-    stages = list(Matcher(memory_index).identify_stages(clip, budget_cpu_s=0.0))
+    stages = list(Matcher(memory_index).identify_stages(clip, budget=Budget(cpu_s=0.0)))
     final = stages[-1]
     assert final.final and final.cut_short
     window_s = SearchParams().long_window_s
@@ -103,8 +105,25 @@ def test_should_stop_ends_the_windows(
     memory_index: FingerprintIndex, catalogue: list[np.ndarray]
 ) -> None:
     clip, _ = _long_compilation(catalogue)
-    stages = list(Matcher(memory_index).identify_stages(clip, should_stop=lambda: True))
+    stop = threading.Event()
+    stop.set()
+    budget = Budget(should_stop=stop.is_set)
+    stages = list(Matcher(memory_index).identify_stages(clip, budget=budget))
     assert stages[-1].cut_short and stages[-1].heard_s < clip.size / SR / 2
+
+
+def test_a_long_clip_reports_progress_window_by_window(
+    memory_index: FingerprintIndex, catalogue: list[np.ndarray]
+) -> None:
+    clip, truth = _long_compilation(catalogue)
+    budget = Budget()
+    stages = list(Matcher(memory_index).identify_stages(clip, budget=budget))
+    windows = [r for r in stages if r.heard_s > 10.5]
+    assert len(windows) >= 3 and all(not r.final for r in windows[:-1]) and windows[-1].final
+    heard = [r.heard_s for r in windows]
+    assert heard == sorted(heard) and heard[-1] == pytest.approx(clip.size / SR, abs=0.25)
+    assert windows[0].best is not None and windows[0].best.episode == truth[0][0]
+    assert budget.spent_s > 0
 
 
 def test_long_null_clip_is_not_a_match(memory_index: FingerprintIndex) -> None:
