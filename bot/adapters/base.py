@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from bot.core.live import ReplyTarget, RetryLater, TransientFailure
+from bot.core.live import ReplyTarget, RetryLater, TransientFailure, never_overtaken
 from bot.core.service import restarting
 from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
 
@@ -117,7 +117,7 @@ async def say_restarting(
     core's own words. `platform_errors` are what the target may raise when it cannot."""
     try:
         async with asyncio.timeout(RESTARTING_REPLY_TIMEOUT_S):
-            await target.edit(render(restarting(request_id)))
+            await target.edit(render(restarting(request_id)), overtaken=never_overtaken)
     except (RetryLater, TransientFailure, TimeoutError):
         logger.info("request %s: could not tell the user about the restart", request_id)
     except platform_errors:

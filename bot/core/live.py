@@ -51,6 +51,15 @@ class RetryLater(Exception):
         self.after_s = max(0.0, float(after_s))
 
 
+def never_overtaken() -> bool:
+    """For edits that must be sent whatever comes after (the answer)."""
+    return False
+
+
+class Overtaken(Exception):
+    """A progress edit was dropped before it was sent: a newer state has come meanwhile."""
+
+
 class TransientFailure(Exception):
     """Raised by a `ReplyTarget` when the platform failed in a way worth retrying: a 5xx, a
     dropped connection, a response slower than the client's timeout."""
@@ -65,12 +74,14 @@ class ReplyTarget(Protocol[R_contra]):
     """Where a reply goes. `send` posts the first message, `edit` replaces its content.
 
     Either may raise `RetryLater` or `TransientFailure`. An edit that changes nothing
-    ("message is not modified") is the adapter's to treat as success.
+    ("message is not modified") is the adapter's to treat as success. `overtaken` says, while
+    a progress edit waits to be sent, whether a newer state has come; an adapter that paces
+    its calls may then drop it by raising `Overtaken` (the answer's edit is never overtaken).
     """
 
     async def send(self, rendered: R_contra) -> None: ...
 
-    async def edit(self, rendered: R_contra) -> None: ...
+    async def edit(self, rendered: R_contra, *, overtaken: Callable[[], bool]) -> None: ...
 
 
 class LiveReply(Generic[R]):
@@ -152,6 +163,8 @@ class LiveReply(Generic[R]):
             try:
                 try:
                     await self._show(state, render)
+                except Overtaken:
+                    continue  # a newer state is in `_latest`: show that one instead
                 except TransientFailure as failure:
                     logger.info("reply delivery failed (%s); retrying", failure)
                     raise RetryLater(backoff_s(retries)) from failure
@@ -212,5 +225,10 @@ class LiveReply(Generic[R]):
             await self.target.send(rendered)
             self._sent = True
         elif rendered != self._shown:
-            await self.target.edit(rendered)
+            await self.target.edit(rendered, overtaken=self._overtaken_unless(is_final(state)))
         self._shown = rendered
+
+    def _overtaken_unless(self, final: bool) -> Callable[[], bool]:
+        if final:
+            return never_overtaken
+        return lambda: self._latest is not None

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.core.errors import Busy
-from bot.core.live import BACKOFF_MAX_S, MAX_RETRIES, LiveReply, RetryLater, TransientFailure
+from bot.core.live import (
+    BACKOFF_MAX_S,
+    MAX_RETRIES,
+    LiveReply,
+    Overtaken,
+    RetryLater,
+    TransientFailure,
+)
 from bot.core.states import Failed, Fetching, Finished, Queued, State
 from matcher.result import MatchResult
 
@@ -55,15 +62,21 @@ class Recorder:
     transient: int = 0  # the next calls fail with a 5xx-like TransientFailure
     broken_edits: int = 0
     gate: asyncio.Event | None = None  # edits wait for it
+    # Like a paced platform client: an edit overtaken while it waited is dropped, not sent.
+    drops_overtaken: bool = False
     editing: asyncio.Event = field(default_factory=asyncio.Event)
+    overtaken: list[str] = field(default_factory=list)
 
     async def send(self, rendered: str) -> None:
         await self._call("send", rendered)
 
-    async def edit(self, rendered: str) -> None:
+    async def edit(self, rendered: str, *, overtaken: Callable[[], bool]) -> None:
         self.editing.set()
         if self.gate is not None:
             await self.gate.wait()
+        if self.drops_overtaken and overtaken():
+            self.overtaken.append(rendered)
+            raise Overtaken()
         if self.broken_edits:
             self.broken_edits -= 1
             raise ConnectionError("platform hiccup")
@@ -143,6 +156,30 @@ async def test_stale_states_are_dropped_while_an_edit_is_in_flight() -> None:
     target.gate.set()  # type: ignore[union-attr]
     await task
     assert target.shown == ["queued 3", "queued 2", "finished"]
+
+
+async def test_a_waiting_edit_overtaken_by_a_newer_state_is_dropped_not_sent() -> None:
+    feed = Feed()
+    target = Recorder(gate=asyncio.Event(), drops_overtaken=True)
+    task = asyncio.create_task(run(LiveReply(target, 0.0), feed.states()))
+    feed.push(Queued(3))
+    await until(lambda: len(target.calls) == 1)
+    feed.push(Queued(2))
+    await until(target.editing.is_set)  # "queued 2" waits in the client's line
+    feed.push(Fetching())
+    feed.push(DONE)
+    feed.end()
+    await asyncio.sleep(0)
+    target.gate.set()  # type: ignore[union-attr]
+    await task
+    assert target.overtaken == ["queued 2"]
+    assert target.shown == ["queued 3", "finished"]
+
+
+async def test_the_answer_is_never_overtaken() -> None:
+    target = Recorder(drops_overtaken=True)
+    await run(LiveReply(target, 0.0), stream(Fetching(), DONE))
+    assert target.shown == ["fetching", "finished"] and target.overtaken == []
 
 
 async def test_edits_keep_the_platform_pace_on_the_clock() -> None:

@@ -387,7 +387,7 @@ class Chat:
     async def send(self, rendered: Rendered) -> None:
         self.calls.append(("send", rendered))
 
-    async def edit(self, rendered: Rendered) -> None:
+    async def edit(self, rendered: Rendered, *, overtaken: Callable[[], bool]) -> None:
         self.calls.append(("edit", rendered))
 
 

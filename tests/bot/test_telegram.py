@@ -14,6 +14,7 @@ import dataclasses
 import html
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import telegram
 
+from bot.adapters.telegram.pacing import PriorityRateLimiter
 from bot.adapters.telegram.running import TYPING_EVERY_S, TelegramAdapter
 from bot.adapters.telegram.writing import help_html, to_html
 from bot.app import run
@@ -773,6 +775,51 @@ async def test_message_not_modified_counts_as_delivered(
     assert AT in reply.text
     assert [c.status for c in answer_edits(bot.server)] == [400]
     assert len(bot.server.replies_to(sent["chat"]["id"], sent["message_id"])) == 1
+
+
+class PausableClock:
+    """Monotonic time that can stand still: a rate limiter on it hands out no tokens then."""
+
+    def __init__(self) -> None:
+        self.paused_at: float | None = None
+
+    def __call__(self) -> float:
+        return time.monotonic() if self.paused_at is None else self.paused_at
+
+
+async def test_a_first_reply_goes_ahead_of_progress_edits_waiting_in_line(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """A call line full of progress edits: a newcomer's first reply is served before every
+    one of them (answers, as urgent, may go first), and every answer still arrives."""
+    clock = PausableClock()
+    limiter = PriorityRateLimiter(per_second=4, clock=clock)
+    bot = await start_bot(rate_limiter=limiter)
+    crowd = [
+        bot.server.push_private_media("video", clips["mp4"], user=bot.server.user(f"U{i}"))
+        for i in range(8)
+    ]
+    firsts = lambda: len(bot.server.calls_of("sendMessage"))  # noqa: E731
+    await bot.server.wait_until(lambda: firsts() >= len(crowd) and limiter.waiting >= 3)
+    clock.paused_at = time.monotonic()  # the line stands still, and fills
+    newcomer = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user("New"))
+    await bot.server.wait_until(lambda: newcomer["chat"]["id"] in limiter.waiting_chats())
+    served_before = len(bot.server.calls)
+    clock.paused_at = None
+    await bot.server.wait_until(lambda: firsts() > len(crowd))
+    first_reply = next(
+        i
+        for i, c in enumerate(bot.server.calls)
+        if c.method == "sendMessage" and c.params["chat_id"] == newcomer["chat"]["id"]
+    )
+    paced = {"sendMessage", "editMessageText", "sendChatAction"}  # calls that wait in line
+    ahead = [c for c in bot.server.calls[served_before:first_reply] if c.method in paced]
+    assert all(c.method == "editMessageText" and EPISODE in c.params["text"] for c in ahead), [
+        (c.method, c.params.get("text", c.params.get("action")), c.params.get("chat_id"))
+        for c in ahead
+    ]
+    for message in [*crowd, newcomer]:
+        await bot.answer(message)
 
 
 async def test_ten_clips_at_once_each_get_an_answer(

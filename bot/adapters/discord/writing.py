@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import discord
 
-from bot.core.live import RetryLater, TransientFailure
+from bot.core.live import RetryLater, TransientFailure, never_overtaken
 from bot.core.render import Rendered, clip_text, fit_lines
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,10 @@ class MessageReplyTarget:
 
         await self._deliver(post, embed, rendered)
 
-    async def edit(self, rendered: Rendered) -> None:
+    async def edit(
+        self, rendered: Rendered, *, overtaken: Callable[[], bool] = never_overtaken
+    ) -> None:
+        # discord.py paces its own calls per route; a waiting edit is not ours to drop.
         reply = self._reply
         if reply is None:
             if not self._dead:
@@ -147,7 +150,10 @@ class InteractionTarget:
     async def send(self, rendered: Rendered) -> None:
         await self.edit(rendered)
 
-    async def edit(self, rendered: Rendered) -> None:
+    async def edit(
+        self, rendered: Rendered, *, overtaken: Callable[[], bool] = never_overtaken
+    ) -> None:
+        # discord.py paces its own calls per route; a waiting edit is not ours to drop.
         embed = rendered2embed(rendered)
         try:
             if (rendered.ephemeral or rendered.kind == "error") and not self._moved_to_ephemeral:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import logging
 import math
@@ -36,7 +37,6 @@ from telegram import (
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Conflict, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CommandHandler,
@@ -51,6 +51,7 @@ from bot.adapters.base import (
     say_restarting,
     stop_aware_pacing,
 )
+from bot.adapters.telegram.pacing import TYPING, Pace, PriorityRateLimiter
 from bot.adapters.telegram.reading import (
     PLATFORM,
     Clip,
@@ -61,6 +62,7 @@ from bot.adapters.telegram.reading import (
 )
 from bot.adapters.telegram.writing import (
     ReplyMessage,
+    ext_bot_of,
     help_html,
     is_file_too_big,
     quote_of,
@@ -68,7 +70,7 @@ from bot.adapters.telegram.writing import (
 )
 from bot.config import Settings
 from bot.core.errors import FetchFailed, TooLarge, UserFacingError
-from bot.core.live import LiveReply, RetryLater, TransientFailure
+from bot.core.live import LiveReply, Overtaken, RetryLater, TransientFailure
 from bot.core.request import Attachment, Link, Request, Source, new_request_id
 from bot.core.service import Service
 from bot.core.states import Failed
@@ -130,6 +132,7 @@ class TelegramAdapter:
     `settings`: the whole `Settings` (reads `.telegram` and the fetcher's `extra_hosts`);
     `service` answers requests and tells /help's remaining quota. The edit
     intervals default to what Telegram tolerates; tests lower them to see every state.
+    `rate_limiter` paces every Bot API call, most important first (tests slow it down).
 
     `fatal` is set when polling has died for good after start (the token was revoked, or
     another process keeps polling with it): the process serves nothing here any more, and
@@ -145,8 +148,10 @@ class TelegramAdapter:
         group_interval_s: float = GROUP_EDIT_INTERVAL_S,
         stop_grace_s: float = STOP_GRACE_S,
         conflict_fatal_s: float = CONFLICT_FATAL_S,
+        rate_limiter: PriorityRateLimiter | None = None,
     ) -> None:
         self._intervals_s = (private_interval_s, group_interval_s)
+        self.rate_limiter = rate_limiter or PriorityRateLimiter()
         self._stop_grace_s = stop_grace_s
         self._conflict_fatal_s = conflict_fatal_s
         self._tg = settings.telegram
@@ -261,7 +266,7 @@ class TelegramAdapter:
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         if not self._tg.token:
             raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
-        builder = ApplicationBuilder().token(self._tg.token).rate_limiter(AIORateLimiter())
+        builder = ApplicationBuilder().token(self._tg.token).rate_limiter(self.rate_limiter)
         if self._tg.api_base:
             builder = builder.base_url(self._tg.api_base)
         if self._tg.file_base:
@@ -426,8 +431,12 @@ class TelegramAdapter:
                     k: t for k, t in self._typing_at.items() if now - t < TYPING_EVERY_S
                 }
                 self._typing_at[chat_id] = now
-                with contextlib.suppress(TelegramError):
-                    await message.get_bot().send_chat_action(chat_id, ChatAction.TYPING)
+                # Last in line, and dropped if the line is so long that it would come too late.
+                late = functools.partial(_later_than, now + TYPING_EVERY_S)
+                with contextlib.suppress(TelegramError, Overtaken):
+                    await ext_bot_of(message).send_chat_action(
+                        chat_id, ChatAction.TYPING, rate_limit_args=Pace(TYPING, late)
+                    )
             await asyncio.sleep(TYPING_EVERY_S)
 
     async def _hint(self, message: Message, text: str) -> None:
@@ -452,3 +461,7 @@ def _too_large_error(limit_bytes: int) -> UserFacingError:
         f"That file is too big: bots can only download files up to {limit_mb} MB from Telegram. "
         "Send a shorter clip or a link to the post instead."
     )
+
+
+def _later_than(deadline: float) -> bool:
+    return time.monotonic() > deadline

@@ -8,6 +8,7 @@ import datetime as dtm
 import html
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,12 @@ from telegram import (
 )
 from telegram.constants import MessageLimit, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.adapters.telegram.pacing import PROGRESS, URGENT, Pace
 from bot.core.limits import Quota
-from bot.core.live import RetryLater, TransientFailure
+from bot.core.live import RetryLater, TransientFailure, never_overtaken
 from bot.core.render import Rendered, clip_text, fit_lines, render_state
 from bot.core.states import State, is_final
 
@@ -145,15 +148,21 @@ class ReplyMessage:
             raise TransientFailure(repr(exc)) from exc
         self.final_shown = rendered.final
 
-    async def edit(self, rendered: Html) -> None:
+    async def edit(
+        self, rendered: Html, *, overtaken: Callable[[], bool] = never_overtaken
+    ) -> None:
         if self._sent is None:
             await self.send(rendered)
             return
+        pace = Pace(URGENT) if rendered.final else Pace(PROGRESS, overtaken)
         try:
-            await self._sent.edit_text(
+            await ext_bot_of(self._sent).edit_message_text(
                 rendered.text,
+                chat_id=self._sent.chat_id,
+                message_id=self._sent.message_id,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                rate_limit_args=pace,
             )
         except RetryAfter as exc:
             raise RetryLater(_retry_after_s(exc)) from exc
@@ -174,6 +183,14 @@ class ReplyMessage:
         except NetworkError as exc:  # 5xx, a dropped connection, a timeout: worth a retry
             raise TransientFailure(repr(exc)) from exc
         self.final_shown = rendered.final
+
+
+def ext_bot_of(message: Message) -> ExtBot[Any]:
+    """The application's bot, which takes `rate_limit_args` (plain `Bot` methods do not)."""
+    bot = message.get_bot()
+    if not isinstance(bot, ExtBot):
+        raise TypeError("the Telegram adapter runs on telegram.ext's ExtBot")
+    return bot
 
 
 def quote_of(message: Message) -> ReplyParameters:
