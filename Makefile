@@ -50,3 +50,9 @@ bench-accuracy: $(STAMP)
 .PHONY: bench-bot
 bench-bot: $(STAMP)
 	$(BIN)/python -m bench.bot_latency
+
+# The load goal (bench/load.py, ~2 min): 300 requests from 100 users in 60 s against the bot run
+# as its own process, with one core kept busy; writes the Load section of bench/RESULTS.md.
+.PHONY: bench-load
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load --write $(ARGS)
