@@ -9,7 +9,10 @@ Three separate limits, because they protect different things:
   is shown to the user; a full queue refuses at once rather than letting waits grow unbounded.
   A request takes its place in line *before* downloading, and only the first `max_downloads`
   in line download at once: the media held in memory stays under
-  (max_downloads + max_concurrent) * max_bytes however many people are waiting.
+  (max_downloads + max_concurrent) * max_bytes however many people are waiting. Within that,
+  links (other people's servers, which can be slow on purpose) take at most all places but one,
+  so an attachment (the platform's own CDN) never waits behind four slow links, and one user
+  downloads one thing at a time (an allowlisted user's many requests, a scan beside a request).
 
 Unsolicited requests (a Discord channel scan nobody asked for) cost no quota, are admitted only
 when a match slot is free and nobody waits (else `Busy`), are served after every asked-for
@@ -82,9 +85,13 @@ class Ticket:
     `fetched()` it takes the first free match slot.
     """
 
-    def __init__(self, limits: Limits, *, unsolicited: bool = False) -> None:
+    def __init__(
+        self, limits: Limits, *, unsolicited: bool = False, user: str = "", link: bool = False
+    ) -> None:
         self._limits = limits
         self.unsolicited = unsolicited
+        self.user = user
+        self.link = link
         self.position = 0
         self.may_fetch = False
         self.ready = False
@@ -216,12 +223,13 @@ class Limits:
             return self.running + self.waiting >= settings.max_concurrent
         return self.running + len(self._waiting) >= settings.max_concurrent + settings.max_queue
 
-    def enqueue(self, *, unsolicited: bool = False) -> Ticket:
+    def enqueue(self, *, unsolicited: bool = False, user: str = "", link: bool = False) -> Ticket:
         """A ticket in line, taken before downloading; raises `Busy` when the line is full.
+        `user` (its key) and `link` (a link, not an attachment) decide when it may download.
         The caller must `release()` it."""
         if self.full(unsolicited=unsolicited):
             raise Busy()
-        ticket = Ticket(self, unsolicited=unsolicited)
+        ticket = Ticket(self, unsolicited=unsolicited, user=user, link=link)
         (self._waiting_unsolicited if unsolicited else self._waiting).append(ticket)
         self._advance()
         ticket.changed.clear()  # its first place is news to nobody
@@ -253,8 +261,29 @@ class Limits:
         for ticket in self._running:
             self._update(ticket, 0, may_fetch=True)
         line = (*self._waiting, *self._waiting_unsolicited)
+        allowed = self._downloads_allowed(line)
         for place, ticket in enumerate(line, start=1):
-            self._update(ticket, place, may_fetch=place <= self.settings.max_downloads)
+            self._update(ticket, place, may_fetch=ticket in allowed)
+
+    def _downloads_allowed(self, line: tuple[Ticket, ...]) -> set[Ticket]:
+        """The tickets in line that may hold media now, in line order: media in hand counts,
+        links fill all places but one, and a user's second download waits for the first."""
+        places = self.settings.max_downloads
+        link_places = max(places - 1, 1)
+        allowed: set[Ticket] = set()
+        links, users = 0, set()
+        for ticket in line:
+            if len(allowed) >= places:
+                break
+            holding = ticket.ready  # fetched, waiting for a match slot
+            busy_user = bool(ticket.user) and ticket.user in users
+            if not holding and ((ticket.link and links >= link_places) or busy_user):
+                continue
+            allowed.add(ticket)
+            if not holding:
+                links += ticket.link
+                users.add(ticket.user)
+        return allowed
 
     @staticmethod
     def _update(ticket: Ticket, position: int, *, may_fetch: bool) -> None:

@@ -273,7 +273,8 @@ class Service:
         self.limits.begin(user, unsolicited=unsolicited)
         ticket: Ticket | None = None
         try:
-            ticket = self.limits.enqueue(unsolicited=unsolicited)
+            is_link = isinstance(request.source, Link)
+            ticket = self.limits.enqueue(unsolicited=unsolicited, user=user.key, link=is_link)
             if not unsolicited:
                 self.limits.check(user)
         except BaseException:

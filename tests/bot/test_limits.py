@@ -219,3 +219,24 @@ def test_a_scan_never_blocks_its_posters_own_request() -> None:
     assert not lim.in_flight(ALICE)
     lim.begin(ALICE, unsolicited=True)
     assert lim.in_flight(ALICE)
+
+
+def test_attachments_never_wait_behind_a_line_of_links() -> None:
+    """Four slow links cannot take every download place: one is kept for attachments."""
+    lim = limits(max_concurrent=1, max_queue=10, max_downloads=4)
+    links = [lim.enqueue(user=f"telegram:{i}", link=True) for i in range(4)]
+    attachment = lim.enqueue(user="telegram:9")
+    assert [t.may_fetch for t in links] == [True, True, True, False]
+    assert attachment.may_fetch
+    # A link's media in hand frees its connection: the fourth link may start.
+    links[0].fetched()
+    assert links[3].may_fetch
+
+
+def test_one_user_downloads_one_thing_at_a_time() -> None:
+    lim = limits(max_concurrent=1, max_queue=10, max_downloads=4)
+    first, second = lim.enqueue(user="telegram:1"), lim.enqueue(user="telegram:1")
+    other = lim.enqueue(user="telegram:2")
+    assert (first.may_fetch, second.may_fetch, other.may_fetch) == (True, False, True)
+    first.fetched()  # running now; its download is over
+    assert second.may_fetch

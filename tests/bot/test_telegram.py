@@ -126,6 +126,7 @@ def write_config(
     per_day: int,
     stages_s: str = "[3.0, 5.0, 10.0]",
     allow_users: tuple[str, ...] = (),
+    min_rate_grace_s: float = 5.0,
 ) -> Path:
     path = tmp_path / "citywok.toml"
     path.write_text(
@@ -139,6 +140,7 @@ stages_s = {stages_s}
 
 [fetch]
 timeout_s = 20
+min_rate_grace_s = {min_rate_grace_s}
 allow_networks = ["127.0.0.0/8"]
 
 [limits]
@@ -181,6 +183,7 @@ async def start_bot(
         index: FingerprintIndex | None = None,
         stages_s: str = "[3.0, 5.0, 10.0]",
         allow_users: tuple[str, ...] = (),
+        min_rate_grace_s: float = 5.0,
         **adapter_kwargs: Any,
     ) -> Harness:
         config = write_config(
@@ -189,6 +192,7 @@ async def start_bot(
             per_day=per_day,
             stages_s=stages_s,
             allow_users=allow_users,
+            min_rate_grace_s=min_rate_grace_s,
         )
         env = {
             "TELEGRAM_BOT_TOKEN": TOKEN,
@@ -303,6 +307,35 @@ async def test_link_to_a_clip_is_fetched_and_answered(
         assert AT in reply.text
         assert media.hits["/video.mp4"] == 1
     assert not bot.server.calls_of("getFile")
+
+
+async def test_four_crawling_links_do_not_delay_an_attachment(
+    start_bot: BotFactory, clips: dict[str, bytes]
+) -> None:
+    """Four users' links that send a few bytes a second: another user's attachment is
+    downloaded and answered while they crawl, and each link is then dropped as too slow."""
+    bot = await start_bot(min_rate_grace_s=8.0)
+    async with serve_media(clips["mp4"]) as media:
+        crawling = [
+            bot.server.push_private_text(media.url("/crawl.mp4"), user=bot.server.user(f"L{i}"))
+            for i in range(4)
+        ]
+        # Links take all download places but one (four by default): the fourth link waits.
+        await bot.server.wait_until(lambda: media.hits.get("/crawl.mp4", 0) == 3)
+        await bot.reply(crawling[3], lambda text: "Waiting in line" in text)
+        sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user("A"))
+
+        answer = await bot.answer(sent)
+
+        assert AT in answer.text
+        # Answered while every link still crawls: none has been dropped yet.
+        assert not any(
+            (reply := bot.server.reply_to(m)) is not None and "slowly" in reply.text
+            for m in crawling
+        )
+        for message in crawling:
+            refusal = await bot.reply(message, lambda text: "slowly" in text)
+            assert "try again later" in refusal.text
 
 
 async def test_link_to_a_private_address_is_refused_without_contacting_it(
