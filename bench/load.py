@@ -54,7 +54,8 @@ from bench.load_fixtures import (
 )
 from bench.load_report import Outcome, markdown, summarise, write_results_md
 from bot.core.errors import AlreadyWorking, Busy, Internal, NoAudio, RateLimited
-from bot.core.render import render_error
+from bot.core.render import render_error, render_state
+from bot.core.states import Queued
 from matcher.store import read_manifest
 from tests.fakes.telegram_server import TOKEN, Call, FakeTelegramServer
 
@@ -69,6 +70,7 @@ TITLES = {
     render_error(error).title: error.kind
     for error in (Busy(), AlreadyWorking(), RateLimited(60.0), Internal("-"))
 }
+QUEUED_TITLE = render_state(Queued(position=1)).title
 # Every other user-facing error (no audio, not media, ...) has this title.
 OTHER_ERROR_TITLE = render_error(NoAudio()).title
 
@@ -96,6 +98,7 @@ class LoadTelegram(FakeTelegramServer):
         self.first: dict[tuple[int, int], float] = {}
         self.final: dict[tuple[int, int], tuple[float, str]] = {}
         self.messages: Counter[tuple[int, int]] = Counter()
+        self.queued: set[tuple[int, int]] = set()  # shown "Waiting in line" at some point
         self._reply_of: dict[tuple[int, int], tuple[int, int]] = {}  # bot message → request
         self.expected = 0
         self.all_final = asyncio.Event()
@@ -121,6 +124,8 @@ class LoadTelegram(FakeTelegramServer):
             key = found
         self.messages[key] += 1
         text = visible(call)
+        if text.startswith(QUEUED_TITLE):
+            self.queued.add(key)
         if key not in self.final and is_final(text):
             self.final[key] = (call.time, text)
             if self.expected and len(self.final) >= self.expected:
@@ -234,6 +239,16 @@ async def wait_polling(bot: subprocess.Popen[bytes], server: FakeTelegramServer)
         await asyncio.sleep(0.1)
 
 
+async def wait_final(bot: subprocess.Popen[bytes], server: LoadTelegram, deadline: float) -> None:
+    """Until every request has its final reply, the deadline passes or the bot dies."""
+    while not server.all_final.is_set() and bot.poll() is None:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.all_final.wait(), min(left_s, 0.5))
+
+
 def peak_per_s(times: Sequence[float]) -> int:
     return max(Counter(int(t) for t in times).values(), default=0)
 
@@ -272,9 +287,8 @@ async def run_load(args: argparse.Namespace, log: Callable[[str], None]) -> dict
         t_start = time.monotonic()
         pushed = await push_all(server, plan, media, payloads, users, t_start)
         log(f"pushed {len(pushed)} messages; waiting for the last replies")
-        wait_s = pushed[-1][1] + args.lost_after_s - time.monotonic() if pushed else 0.0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.all_final.wait(), max(wait_s, 0.0))
+        deadline = (pushed[-1][1] if pushed else t_start) + args.lost_after_s
+        await wait_final(bot, server, deadline)
         t_end = max([f[0] for f in server.final.values()], default=time.monotonic())
         load_s = t_end - t_start
         bot_cpu = cpu_ticks_s(bot.pid, children=True) - bot_cpu
@@ -301,6 +315,7 @@ async def run_load(args: argparse.Namespace, log: Callable[[str], None]) -> dict
             planned_s=round(p.at_s, 4),
             pushed_s=round(t0 - t_start, 4),
             messages=server.messages[key],
+            queued=key in server.queued,
         )
         if key in server.first:
             o.first_s = round(server.first[key] - t0, 4)

@@ -35,6 +35,7 @@ class Outcome:
     first_s: float | None = None
     final_s: float | None = None
     messages: int = 0  # sendMessage + successful edits of the reply
+    queued: bool = False  # was told "Waiting in line" at some point
     category: str = "lost"  # answer, not_found, one of REFUSALS, internal, error, lost
     correct: bool | None = None  # answers only: the right episode and time / "Not found"
     text: str = ""
@@ -63,8 +64,23 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
             }
             for v in variants
         },
+        "queued": sum(o.queued for o in outcomes),
+        "max_in_flight": max_in_flight(outcomes),
         "push_late_s": stats([o.pushed_s - o.planned_s for o in outcomes]),
     }
+
+
+def max_in_flight(outcomes: Sequence[Outcome]) -> int:
+    """The most requests waiting for their final reply at once (a lost one waits to the end)."""
+    events = sorted(
+        [(o.pushed_s, 1) for o in outcomes]
+        + [(o.pushed_s + o.final_s, -1) for o in outcomes if o.final_s is not None]
+    )
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
 
 
 def triple(st: dict[str, float]) -> str:
@@ -141,7 +157,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{CATEGORY_WORDS.get(k, k)} {v}" for k, v in s["categories"].items() if k != "lost"
         )
         + f'; lost {lost}. Right (episode and time, or "not found" for another show): '
-        f"{s['right']} of {sum(s['categories'].get(k, 0) for k in ANSWERS)} answers.",
+        f"{s['right']} of {sum(s['categories'].get(k, 0) for k in ANSWERS)} answers. "
+        f'Told "Waiting in line" on the way: {s["queued"]}; at most {s["max_in_flight"]} '
+        "requests waiting for their final reply at once.",
         "",
         "| clip | sent as | n | answered | right | first reply p50 / p95 / max | "
         "final answer p50 / p95 / max |",
@@ -152,6 +170,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {variant} | {v['kind']} | {v['n']} | {v['answered']} | {v['right']} | "
             f"{triple(v['first_s'])} | {triple(v['final_s'])} |"
         )
+    if lost_ones := [r for r in results["requests"] if r["category"] == "lost"]:
+        lines += ["", "Lost (first 10): " + "; ".join(lost_line(r) for r in lost_ones[:10]) + "."]
     load_s = results["load_s"]
     lines += [
         "",
@@ -164,10 +184,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"of which sendMessage + editMessageText {fake['peak_messages_per_s']} per second; "
         f"{fake['failed_calls']} answered with an error; by method {fake['calls_by_method']}.  ",
         f"Replies: {triple_count(s['messages'])} messages per request (first reply and its "
-        f"edits, p50 / p95 / max). Bench process: {results['bench_cpu_s']:.0f} CPU s; messages "
+        f"edits, p50 / p95 / max). Bench process: {results['bench_cpu_s']:.1f} CPU s; messages "
         f"pushed late by at most {ms(s['push_late_s'].get('max'))} ms.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def lost_line(r: dict[str, Any]) -> str:
+    first = "no reply" if r["first_s"] is None else f"first reply at {ms(r['first_s'])} ms"
+    return f"#{r['n']} user {r['user']} {r['variant']} at {r['pushed_s']:.1f} s, {first}"
 
 
 def triple_count(st: dict[str, float]) -> str:
