@@ -143,6 +143,21 @@ async def unasked_answer_only(
         logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
 
 
+async def without_repeated_refusals(
+    states: AsyncGenerator[State, None], request_id: str
+) -> AsyncGenerator[State, None]:
+    """For a chat reply: a refusal the user was given moments ago is not posted again (a flood
+    of one user's messages gets one "slow down", not one per message)."""
+    try:
+        async for state in states:
+            if isinstance(state, Failed) and state.repeat:
+                logger.info("request %s: repeated refusal stays quiet", request_id)
+                return
+            yield state
+    finally:
+        await states.aclose()
+
+
 def _outcome(state: State | None) -> str:
     if isinstance(state, Failed):
         return state.error.kind

@@ -3,8 +3,9 @@
 Three separate limits, because they protect different things:
 - per-user token buckets (per minute and per day) keep one person from draining the shared
   capacity (trace.moe's bot added them after exactly that); a refusal says when to come back;
-- one request in flight per user, so ten clips sent at once get ten clear answers ("one at a
-  time") instead of ten slots in the queue;
+- one request in flight per user, so ten clips sent at once get one answer and one clear
+  "one at a time" instead of ten slots in the queue (`RecentRefusals`: a refusal of a kind is
+  said once per window, not once per message);
 - a global cap on matches running at once, with a FIFO queue of bounded length whose position
   is shown to the user; a full queue refuses at once rather than letting waits grow unbounded.
   A request takes its place in line *before* downloading, and only the first `max_downloads`
@@ -75,6 +76,10 @@ class TokenBucket:
 
     def full(self, now: float) -> bool:
         return self.tokens(now) >= self.capacity
+
+
+# One refusal of a kind per user per this many seconds (see `RecentRefusals`).
+REFUSAL_WINDOW_S = 30.0
 
 
 class Ticket:
@@ -310,3 +315,27 @@ class Limits:
     def _prune(self, now: float) -> None:
         for key in [k for k, bs in self._buckets.items() if all(b.full(now) for b in bs)]:
             del self._buckets[key]
+
+
+class RecentRefusals:
+    """Which refusals each user was given lately: a flood of one user's messages gets one
+    refusal of a kind per `window_s`, not one per message."""
+
+    def __init__(
+        self, window_s: float = REFUSAL_WINDOW_S, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._given: dict[tuple[str, str], float] = {}
+
+    def repeat(self, user: User, kind: str) -> bool:
+        """Whether `user` was refused for `kind` within the window; notes this refusal if not."""
+        now = self._clock()
+        key = (user.key, kind)
+        given = self._given.get(key)
+        if given is not None and now - given < self.window_s:
+            return True
+        if len(self._given) >= _PRUNE_AT:
+            self._given = {k: t for k, t in self._given.items() if now - t < self.window_s}
+        self._given[key] = now
+        return False

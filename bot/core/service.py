@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.core.cache import AnswerCache, media_key
 from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
-from bot.core.limits import Limits, Quota, Ticket
+from bot.core.limits import Limits, Quota, RecentRefusals, Ticket
 from bot.core.request import Link, Request, Source, User
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
 from bot.links import link_key
@@ -111,6 +111,7 @@ class Service:
         self.matcher = matcher
         self.fetcher = fetcher
         self.limits = limits
+        self._refusals = RecentRefusals()
         self.settings = settings
         self.executor = executor
         self.cache = cache
@@ -183,9 +184,16 @@ class Service:
         try:
             ticket = self._admit(request)
         except UserFacingError as error:
-            logger.info("request %s from %s refused: %s", request.id, user.key, error.kind)
+            repeat = self._refusals.repeat(user, error.kind)
+            logger.info(
+                "request %s from %s refused: %s%s",
+                request.id,
+                user.key,
+                error.kind,
+                " (again: no reply)" if repeat else "",
+            )
             self._step(request.id, "final")
-            yield Failed(error, request.id)
+            yield Failed(error, request.id, repeat=repeat)
             return
         self._step(request.id, "admitted")
         job = _Job()

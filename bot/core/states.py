@@ -42,8 +42,13 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
+    """The request ended without an answer; `error` says why, in the user's words. `repeat`:
+    the same refusal was given to this user moments ago (one user's flood), so a chat reply
+    may stay silent: one "slow down" per window, not one per message."""
+
     error: UserFacingError
     request_id: str
+    repeat: bool = False
 
 
 State = Queued | Fetching | Listening | Finished | Failed

@@ -6,7 +6,7 @@ import pytest
 
 from bot.config import LimitSettings
 from bot.core.errors import AlreadyWorking, Busy, RateLimited
-from bot.core.limits import Limits, Ticket, TokenBucket
+from bot.core.limits import Limits, RecentRefusals, Ticket, TokenBucket
 from bot.core.request import User
 
 ALICE = User("telegram", "1", "alice")
@@ -240,3 +240,15 @@ def test_one_user_downloads_one_thing_at_a_time() -> None:
     assert (first.may_fetch, second.may_fetch, other.may_fetch) == (True, False, True)
     first.fetched()  # running now; its download is over
     assert second.may_fetch
+
+
+def test_a_refusal_is_said_once_per_window() -> None:
+    now = [0.0]
+    refusals = RecentRefusals(30.0, clock=lambda: now[0])
+    alice, bob = User("telegram", "1", "alice"), User("telegram", "2", "bob")
+    assert not refusals.repeat(alice, "already_working")
+    assert refusals.repeat(alice, "already_working")
+    assert not refusals.repeat(alice, "rate_limited")  # another kind is news
+    assert not refusals.repeat(bob, "already_working")  # another user too
+    now[0] = 31.0
+    assert not refusals.repeat(alice, "already_working")  # the window is over

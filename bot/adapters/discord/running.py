@@ -33,6 +33,7 @@ from bot.adapters.base import (
     say_restarting,
     stop_aware_pacing,
     unasked_answer_only,
+    without_repeated_refusals,
 )
 from bot.adapters.discord.autoscan import AUTOSCAN_FILE, AutoscanStore
 from bot.adapters.discord.endpoints import Endpoints
@@ -443,6 +444,9 @@ class DiscordAdapter:
             states = self._service.handle(request)
             if not asked:
                 states = unasked_answer_only(states, request.id)
+            elif isinstance(target, MessageReplyTarget):
+                # A slash command must be answered, privately; a message reply need not.
+                states = without_repeated_refusals(states, request.id)
             pacing = stop_aware_pacing(self._edit_interval_s, self._stopped)
             live = LiveReply(target, min_interval_s=self._edit_interval_s, sleep=pacing)
             await live.run(states, render_state)

@@ -50,6 +50,7 @@ from bot.adapters.base import (
     finish_work,
     say_restarting,
     stop_aware_pacing,
+    without_repeated_refusals,
 )
 from bot.adapters.telegram.pacing import TYPING, Pace, PriorityRateLimiter
 from bot.adapters.telegram.reading import (
@@ -369,7 +370,8 @@ class TelegramAdapter:
         typing = asyncio.create_task(self._keep_typing(message)) if private else None
         live = LiveReply(reply, interval_s, sleep=stop_aware_pacing(interval_s, self._stopped))
         try:
-            await live.run(self._service.handle(request), render_reply)
+            states = without_repeated_refusals(self._service.handle(request), request.id)
+            await live.run(states, render_reply)
         except asyncio.CancelledError:
             # Cut off by stop(): the core did not get to say so; say it ourselves.
             if not reply.final_shown:
