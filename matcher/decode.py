@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import itertools
 import logging
 import math
 import os
@@ -29,10 +28,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -56,6 +55,8 @@ _BYTES_PER_SAMPLE = 4
 # whether the input went on past it.
 _TRUNCATION_MARGIN_S = 0.1
 _STDERR_KEEP_LINES = 20
+# Samples (at the input's rate) handed to the resampler at a time.
+_RESAMPLE_BATCH = 1 << 16
 _DETAIL_LINES = 5
 
 _NOT_MEDIA = "This file isn't a video or audio file I can read, or it is damaged."
@@ -229,9 +230,8 @@ def _decode_in_process(source: str | IO[bytes], *, whitelist: str, window: _Wind
                 return None
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-            frames = container.decode(stream)
-            for frame in itertools.chain(frames, [None]):
-                for out in resampler.resample(frame):
+            for batch in _batched(av, container.decode(stream)):
+                for out in resampler.resample(batch):
                     samples = out.to_ndarray().reshape(-1)
                     chunks.append(samples)
                     have += samples.size
@@ -255,6 +255,21 @@ def _decode_in_process(source: str | IO[bytes], *, whitelist: str, window: _Wind
     np.clip(samples, -1.0, 1.0, out=samples)
     log.debug("decoded in process in %.0f ms", (time.monotonic() - started) * 1000)
     return Audio(samples=samples, sr=sr, truncated=truncated)
+
+
+def _batched(av: Any, frames: Iterator[Any]) -> Iterator[Any]:
+    """Decoded frames gathered into batches of about `_RESAMPLE_BATCH` samples, then None (the
+    resampler's flush). Resampling each ~1,000-sample AAC frame on its own cost more than the
+    decoding (PyAV's per-call overhead, 25 ms a 10 s clip); the output is the same."""
+    fifo = av.AudioFifo()
+    for frame in frames:
+        frame.pts = None  # the FIFO checks timestamps run on; gaps are not ours to judge
+        fifo.write(frame)
+        if fifo.samples >= _RESAMPLE_BATCH:
+            yield fifo.read()
+    if fifo.samples:
+        yield fifo.read()
+    yield None
 
 
 def _decode_via_file(data: bytes, window: _Window, *, ffmpeg: str | None) -> Audio:
