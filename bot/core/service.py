@@ -397,9 +397,12 @@ class Service:
         stop = threading.Event()
         settings = self.settings.matcher
         budget = Budget(settings.budget_cpu_s, should_stop=stop.is_set)
-        stages = self.matcher.identify_stages(
-            audio.samples, stages_s=settings.stages_s, budget=budget
-        )
+        stages_s = settings.stages_s
+        if self.limits.slot_wanted:
+            # Others wait for a slot: each interim answer is a search of its own, CPU they need.
+            # The first stage stays (it ends most matches early), then the whole clip.
+            stages_s = stages_s[:1]
+        stages = self.matcher.identify_stages(audio.samples, stages_s=stages_s, budget=budget)
         post = functools.partial(_post, loop, results.put_nowait)
         limits = self.limits
 
