@@ -52,7 +52,7 @@ from bench.load_fixtures import (
     unique,
     write_config,
 )
-from bench.load_report import Outcome, markdown, summarise, write_results_md
+from bench.load_report import REFUSALS, Outcome, markdown, summarise, write_results_md
 from bot.core.errors import AlreadyWorking, Busy, Internal, NoAudio, RateLimited
 from bot.core.render import render_error, render_state
 from bot.core.states import Queued
@@ -240,10 +240,11 @@ async def wait_polling(bot: subprocess.Popen[bytes], server: FakeTelegramServer)
 
 
 async def wait_final(bot: subprocess.Popen[bytes], server: LoadTelegram, deadline: float) -> None:
-    """Until every request has its final reply, the deadline passes or the bot dies."""
+    """Until every request has its final reply or was refused again without one (the bot's log
+    says so), the deadline passes or the bot dies."""
     while not server.all_final.is_set() and bot.poll() is None:
         left_s = deadline - time.monotonic()
-        if left_s <= 0:
+        if left_s <= 0 or len(server.final) + quiet_refusals(BOT_LOG) >= server.expected:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.all_final.wait(), min(left_s, 0.5))
@@ -251,6 +252,33 @@ async def wait_final(bot: subprocess.Popen[bytes], server: LoadTelegram, deadlin
 
 def peak_per_s(times: Sequence[float]) -> int:
     return max(Counter(int(t) for t in times).values(), default=0)
+
+
+# What the bot logs for a refusal it repeats without a reply (bot.core.service).
+QUIET_MARK = "(again: no reply)"
+# bot.core.limits.REFUSAL_WINDOW_S: a refusal of a kind is said once per window.
+REFUSAL_WINDOW_S = 30.0
+
+
+def quiet_refusals(path: Path) -> int:
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    return text.count(QUIET_MARK)
+
+
+def mark_quiet_repeats(outcomes: Sequence[Outcome]) -> int:
+    """Requests without a reply whose user was refused within the window before: refused again
+    in silence, by design (one refusal per window). Returns how many."""
+    told: dict[int, list[float]] = {}
+    quiet = 0
+    for o in sorted(outcomes, key=lambda o: o.pushed_s):
+        if o.category in REFUSALS:
+            told.setdefault(o.user, []).append(o.pushed_s)
+        elif o.category == "lost" and any(
+            0 <= o.pushed_s - t < REFUSAL_WINDOW_S for t in told.get(o.user, [])
+        ):
+            o.category = "quiet_repeat"
+            quiet += 1
+    return quiet
 
 
 def log_counts(path: Path) -> tuple[int, int]:
@@ -325,6 +353,10 @@ async def run_load(args: argparse.Namespace, log: Callable[[str], None]) -> dict
             o.category, o.correct = classify(text, m)
             o.text = text.replace("\n", " / ")
         outcomes.append(o)
+    quiet = mark_quiet_repeats(outcomes)
+    quiet_logged = quiet_refusals(BOT_LOG)
+    if quiet != quiet_logged:
+        log(f"{quiet} silent requests look like repeated refusals, the bot logged {quiet_logged}")
     api = [c for c in server.calls if c.method != "getUpdates" and c.time >= t_start]
     warnings, errors = log_counts(BOT_LOG)
     return {
@@ -342,6 +374,7 @@ async def run_load(args: argparse.Namespace, log: Callable[[str], None]) -> dict
         "index": {"episodes": len(manifest["episodes"]), "hours": manifest["duration_s"] / 3600},
         "media": media_table(media),
         "load_s": load_s,
+        "quiet_repeats": {"silent_after_a_refusal": quiet, "logged_by_the_bot": quiet_logged},
         "bot": {
             "pid": bot.pid,
             "start_rss_mb": start_rss_kb / 1024,

@@ -103,8 +103,21 @@ CATEGORY_WORDS = {
     "rate_limited": 'refused "slow down"',
     "internal": '"something went wrong"',
     "error": "other errors",
+    "quiet_repeat": "refused again within 30 s without a reply (one refusal per window)",
     "lost": "lost",
 }
+
+
+def quiet_note(quiet: dict[str, int] | None) -> str:
+    """Silent requests are counted as repeated refusals only as far as the bot's log agrees."""
+    if not quiet:
+        return ""
+    seen, logged = quiet["silent_after_a_refusal"], quiet["logged_by_the_bot"]
+    agree = "as many as" if seen == logged else "against"
+    return (
+        f" Silent after a refusal of the same user within 30 s: {seen}, {agree} {logged} "
+        "repeated refusals in the bot's log."
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -159,7 +172,8 @@ def markdown(results: dict[str, Any]) -> str:
         + f'; lost {lost}. Right (episode and time, or "not found" for another show): '
         f"{s['right']} of {sum(s['categories'].get(k, 0) for k in ANSWERS)} answers. "
         f'Told "Waiting in line" on the way: {s["queued"]}; at most {s["max_in_flight"]} '
-        "requests waiting for their final reply at once.",
+        "requests waiting for their final reply at once."
+        + quiet_note(results.get("quiet_repeats")),
         "",
         "| clip | sent as | n | answered | right | first reply p50 / p95 / max | "
         "final answer p50 / p95 / max |",
