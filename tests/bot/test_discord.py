@@ -642,6 +642,39 @@ async def test_a_429_on_an_edit_is_waited_out(make_bot: Any, clips: ClipHost) ->
     assert statuses[0] == 429 and statuses[-1] == 200
 
 
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_server_errors_on_the_answer_edit_still_deliver_it(
+    make_bot: Any, clips: ClipHost, failures: int
+) -> None:
+    bot = await make_bot()
+    server = bot.server
+    edit = r"^/channels/\d+/messages/\d+$"
+    server.fail_with("PATCH", edit, status=502, times=failures, body_contains=EPISODE)
+    posted = await server.post_message(clips.url(), mention_bot=True)
+
+    await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(posted)))
+    carrying = [c for c in server.calls_to("PATCH", edit) if EPISODE in json.dumps(c.body)]
+    assert [c.status for c in carrying][:failures] == [502] * failures
+    assert carrying[-1].status == 200
+    assert len(server.replies_to(posted)) == 1  # the answer replaced the progress message
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_server_errors_on_the_first_reply_still_show_it(
+    make_bot: Any, clips: ClipHost, failures: int
+) -> None:
+    bot = await make_bot()
+    server = bot.server
+    send = r"^/channels/\d+/messages$"
+    server.fail_with("POST", send, status=500, times=failures)
+    posted = await server.post_message(clips.url(), mention_bot=True)
+
+    await server.wait_for(lambda: any(is_answer(r) for r in server.replies_to(posted)))
+    statuses = [c.status for c in server.calls_to("POST", send)]
+    assert statuses[:failures] == [500] * failures and 200 in statuses
+    assert len(server.replies_to(posted)) == 1
+
+
 async def test_a_long_429_becomes_retry_later(discord_server: FakeDiscord, make_bot: Any) -> None:
     """Past max_ratelimit_timeout discord.py raises instead of sleeping inside its HTTP lock;
     the target turns that into the core's RetryLater, and LiveReply (not the library) decides

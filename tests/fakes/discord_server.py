@@ -130,6 +130,15 @@ class _Script429:
     fired: bool = False
 
 
+@dataclass
+class _ScriptFailure:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    body_contains: str | None
+
+
 class FakeDiscord:
     """The fake. Start with `await start()`, stop with `await close()` (the fixture does both)."""
 
@@ -165,6 +174,7 @@ class FakeDiscord:
         self.resume_count = 0
         self.invalidate_next_resume = False
         self._scripts: list[_Script429] = []
+        self._failures: list[_ScriptFailure] = []
         self._session_id: str | None = None
         self._guild_sent = False
         self._intents = 0
@@ -370,6 +380,21 @@ class FakeDiscord:
             _Script429(method.upper(), re.compile(path_regex), nth, retry_after_s, is_global)
         )
 
+    def fail_with(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        status: int = 502,
+        times: int = 1,
+        body_contains: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests matching method and path (and, if given, whose
+        JSON body holds `body_contains`) with a bare `status` (a 5xx from Discord's edge)."""
+        self._failures.append(
+            _ScriptFailure(method.upper(), re.compile(path_regex), status, times, body_contains)
+        )
+
     def rate_limit_message_edit(self, *, nth: int, retry_after_s: float = 0.05) -> None:
         self.script_429(
             "PATCH", r"^/channels/\d+/messages/\d+$", nth=nth, retry_after_s=retry_after_s
@@ -525,7 +550,9 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
         body = await self._read_body(request)
-        response = self._scripted_429(request.method, path)
+        response = self._scripted_429(request.method, path) or self._scripted_failure(
+            request.method, path, body
+        )
         if response is None:
             if not self._authorised(request):
                 response = error_response(401, 0, "401: Unauthorized")
@@ -564,6 +591,16 @@ class FakeDiscord:
             return body
         raw = await request.read()
         return json.loads(raw) if raw else None
+
+    def _scripted_failure(self, method: str, path: str, body: Any) -> web.Response | None:
+        for script in self._failures:
+            if script.times <= 0 or script.method != method or not script.pattern.search(path):
+                continue
+            if script.body_contains is not None and script.body_contains not in json.dumps(body):
+                continue
+            script.times -= 1
+            return web.Response(status=script.status, text=f"{script.status} Server Error")
+        return None
 
     def _scripted_429(self, method: str, path: str) -> web.Response | None:
         for script in self._scripts:
