@@ -129,8 +129,12 @@ def render_state(state: State) -> Rendered:
 
 
 def render_listening(result: MatchResult) -> Rendered:
-    """`Listening… 5 s of 42 s` and the best guess so far."""
-    title = f"Listening… {result.heard_s:.0f} s of {result.clip_duration_s:.0f} s"
+    """`Listening… 5 s of 42 s` (`1:30 of 10:00` for a long clip) and the best guess so far."""
+    if result.clip_duration_s >= 60:
+        heard, whole = format_timestamp(result.heard_s), format_timestamp(result.clip_duration_s)
+    else:
+        heard, whole = f"{result.heard_s:.0f} s", f"{result.clip_duration_s:.0f} s"
+    title = f"Listening… {heard} of {whole}"
     if result.status == "match" and result.best is not None:
         best = result.best
         line = f"So far it sounds like {episode_label(best)} at {format_timestamp(best.offset_s)}."

@@ -215,3 +215,8 @@ def test_waits_read_naturally(seconds: float, wait: str) -> None:
 def test_the_cli_wording_is_unchanged() -> None:
     result = found(match())
     assert describe_result(result) == 'S01E02 "Two" at 1:02 (96%)'
+
+
+def test_a_long_clip_shows_how_far_it_was_heard_in_minutes() -> None:
+    interim = MatchResult(status="no_match", best=None, heard_s=90.0, clip_duration_s=600.0)
+    assert render_state(Listening(interim)).title == "Listening… 1:30 of 10:00"

@@ -14,6 +14,7 @@ import dataclasses
 import html
 import itertools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ def write_config(
     stages_s: str = "[3.0, 5.0, 10.0]",
     allow_users: tuple[str, ...] = (),
     min_rate_grace_s: float = 5.0,
+    max_concurrent: int = 2,
 ) -> Path:
     path = tmp_path / "citywok.toml"
     path.write_text(
@@ -146,7 +148,7 @@ allow_networks = ["127.0.0.0/8"]
 [limits]
 per_minute = {per_minute}
 per_day = {per_day}
-max_concurrent = 2
+max_concurrent = {max_concurrent}
 max_queue = 50
 allow_users = {list(allow_users)!r}
 """.replace("'", '"'),
@@ -184,6 +186,7 @@ async def start_bot(
         stages_s: str = "[3.0, 5.0, 10.0]",
         allow_users: tuple[str, ...] = (),
         min_rate_grace_s: float = 5.0,
+        max_concurrent: int = 2,
         **adapter_kwargs: Any,
     ) -> Harness:
         config = write_config(
@@ -193,6 +196,7 @@ async def start_bot(
             stages_s=stages_s,
             allow_users=allow_users,
             min_rate_grace_s=min_rate_grace_s,
+            max_concurrent=max_concurrent,
         )
         env = {
             "TELEGRAM_BOT_TOKEN": TOKEN,
@@ -853,6 +857,27 @@ async def test_a_first_reply_goes_ahead_of_progress_edits_waiting_in_line(
     ]
     for message in [*crowd, newcomer]:
         await bot.answer(message)
+
+
+async def test_ten_minutes_of_noise_do_not_hold_up_another_users_clip(
+    start_bot: BotFactory, clips: dict[str, bytes], tmp_path: Path
+) -> None:
+    """One match slot: a long noise file is heard window by window, gives its turn to a clip
+    sent meanwhile, and still gets its own answer in the end."""
+    noise = np.random.default_rng(11).standard_normal(600 * SR).astype(np.float32) * 0.1
+    long_file = make_media(tmp_path, noise, SR, "opus").read_bytes()
+    bot = await start_bot(max_concurrent=1)
+    sent_long = bot.server.push_private_media("audio", long_file, user=bot.server.user("Long"))
+    # Past the early stages, into the windows (the first one ends at 0:30).
+    await bot.reply(sent_long, lambda text: bool(re.search(r"Listening… \d+:\d\d of 10:00", text)))
+    sent = bot.server.push_private_media("video", clips["mp4"], user=bot.server.user("Short"))
+
+    await bot.answer(sent)
+
+    long_reply = bot.server.reply_to(sent_long)
+    assert long_reply is not None and "Listening" in long_reply.text  # still being heard
+    final = await bot.reply(sent_long, lambda text: "Listening" not in text, timeout_s=60.0)
+    assert EPISODE not in final.text
 
 
 async def test_ten_clips_at_once_get_one_answer_and_one_refusal_not_ten_replies(
