@@ -14,13 +14,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.config import ConfigError, load_settings
 from bot.core.errors import UserFacingError
 from bot.core.render import describe_result, format_timestamp
 from bot.core.request import Link
-from bot.fetch.fetcher import Fetcher
 from matcher.build import build_index
 from matcher.decode import Audio, decode_bytes, decode_file
 from matcher.errors import MatcherError
@@ -29,6 +28,9 @@ from matcher.names import load_titles
 from matcher.params import FingerprintParams
 from matcher.result import MatchResult
 from matcher.store import index_size_bytes, load_index, read_manifest
+
+if TYPE_CHECKING:
+    from bot.fetch.fetcher import Fetcher
 
 # A query longer than this is cut: compilations rarely run longer, and decoding stays bounded.
 QUERY_MAX_DURATION_S = 600.0
@@ -255,6 +257,9 @@ class _LinkFetcher:
 
     def fetch(self, url: str) -> bytes:
         if self._fetcher is None:
+            # Imported here: aiohttp and yt-dlp cost every other command 0.5 s to start.
+            from bot.fetch.fetcher import Fetcher
+
             self._fetcher = Fetcher(self._settings)
         return self._runner.run(self._fetcher.fetch(Link(url)))
 

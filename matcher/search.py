@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from matcher import votes
 from matcher.hashes import Landmarks, landmarks2hashes_grid, peaks2landmarks
@@ -421,7 +421,8 @@ def _false_alarm(count: int, expected: float, n_cells: float) -> float:
     """Probability that the best of `n_cells` Poisson(expected) cells reaches `count`."""
     if count <= 0:
         return 1.0
-    p_cell = float(stats.poisson.sf(count - 1, expected)) if expected > 0 else 0.0
+    # P(Poisson(expected) >= count); scipy.special, not scipy.stats (0.4 s less to import).
+    p_cell = float(special.pdtrc(count - 1, expected)) if expected > 0 else 0.0
     return float(-np.expm1(-n_cells * p_cell))
 
 
