@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -130,6 +131,9 @@ async def run(
             settings.fetch.fetch_workers,
         )
     matcher = Matcher(index)
+    warm_started = time.monotonic()
+    await asyncio.to_thread(matcher.warm_up)
+    logger.info("matcher ready in %.1f s", time.monotonic() - warm_started)
     service = Service(
         matcher, fetcher, limits, settings, executor, cache=AnswerCache(), generation=generation
     )

@@ -40,6 +40,12 @@ class Matcher:
             samples, params=self.index.params, peaks_per_s=self.search.query_peaks_per_s
         )
 
+    def warm_up(self) -> None:
+        """Match a few seconds of quiet noise once, so that loading the compiled kernels and
+        the first look-ups (~0.6 s) are paid at start, not by the first user."""
+        noise = np.random.default_rng(0).standard_normal(4 * self.sr).astype(np.float32)
+        self.identify(noise * 0.01)
+
     def identify(self, samples: np.ndarray, *, budget: Budget | None = None) -> MatchResult:
         """The answer for the whole clip (a long one heard within `budget`, as below)."""
         *_, final = self.identify_stages(samples, stages_s=(), budget=budget)
