@@ -188,6 +188,10 @@ class YtdlpJob:
     request_id: str
     temp_dir: Path | None
     refusal: UserFacingError | None = field(default=None, init=False)
+    min_rate: MinRate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.min_rate = MinRate.from_settings(self.settings)
 
     def run(self) -> bytes:
         with (
@@ -281,18 +285,17 @@ class YtdlpJob:
             raise _Stop(TooLarge(too_large_message(self.settings.max_bytes)))
         # yt-dlp's elapsed counts from when its downloader started on this file.
         elapsed_s = status.get("elapsed")
-        min_rate = MinRate.from_settings(self.settings)
         if (
             status.get("status") == "downloading"
             and isinstance(elapsed_s, int | float)
-            and min_rate.too_slow(done, elapsed_s)
+            and self.min_rate.too_slow(done, elapsed_s)
         ):
             log.info(
                 "[%s] dropped a slow yt-dlp download: %d bytes in %.1f s, under %g bytes/s",
                 self.request_id,
                 done,
                 elapsed_s,
-                min_rate.bytes_per_s,
+                self.min_rate.bytes_per_s,
             )
             raise _Stop(FetchFailed(MSG_TOO_SLOW))
 
