@@ -447,16 +447,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
 
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.1f} s] {msg}", file=sys.stderr, flush=True)
-
-    head = {
-        "command": "python -m bench.bot_latency" + (" " + " ".join(argv) if argv else ""),
-        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "machine": common.machine(),
-        "code": common.code_version("bot", "matcher", "tests/fakes"),
-        "loadavg_start": common.loadavg(),
-    }
+    log = common.progress_log(started, decimals=1, stream=sys.stderr)
+    head = common.run_head("bench.bot_latency", argv, "bot", "matcher", "tests/fakes")
     log(f"machine {head['machine']}; load {head['loadavg_start']}")
     results = {**head, **asyncio.run(run_all(args, log))}
     results["loadavg_end"] = common.loadavg()

@@ -13,10 +13,11 @@ import platform
 import re
 import resource
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -116,6 +117,31 @@ def timed() -> Iterator[dict[str, float]]:
     finally:
         out["wall_s"] = time.perf_counter() - wall
         out["cpu_s"] = cpu_s() - cpu
+
+
+def progress_log(
+    started: float, *, decimals: int = 0, stream: TextIO | None = None
+) -> Callable[[str], None]:
+    """A `log(msg)` printing msg after the seconds since `started` (a `time.perf_counter()`),
+    to `stream` (standard output by default)."""
+
+    def log(msg: str) -> None:
+        elapsed_s = time.perf_counter() - started
+        print(f"[{elapsed_s:6.{decimals}f} s] {msg}", file=stream or sys.stdout, flush=True)
+
+    return log
+
+
+def run_head(module: str, argv: Sequence[str] | None, *code_paths: str) -> dict[str, Any]:
+    """What a run records before it starts: its command, the time, the machine, the code
+    version of `code_paths` and the load average."""
+    return {
+        "command": f"python -m {module}" + (" " + " ".join(argv) if argv else ""),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": machine(),
+        "code": code_version(*code_paths),
+        "loadavg_start": loadavg(),
+    }
 
 
 def pct(values: Sequence[float], q: float) -> float:

@@ -394,9 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from bench import corpus as corpus_mod
 
     started = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {msg}", flush=True)
+    log = common.progress_log(started)
 
     OUT.mkdir(parents=True, exist_ok=True)
     src, commit = audfprint_source(args.audfprint_git)

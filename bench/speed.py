@@ -356,9 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_pin and _PIN_ENV not in os.environ:
         _pin_and_reexec(args.cpu)
     started = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {msg}", flush=True)
+    log = common.progress_log(started)
 
     from matcher.store import load_index
 
