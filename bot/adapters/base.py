@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from bot.core.live import ReplyTarget, RetryLater, TransientFailure, never_overtaken
+from bot.core.render import ACTIONS, Action, ActionButton
 from bot.core.service import restarting
 from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
 
@@ -62,6 +63,26 @@ class Adapter(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+# The payload of an answer's action button: `cw1:<action>:<answer id>`, the same on every
+# platform (Telegram caps callback data at 64 bytes; Discord custom ids at 100 characters).
+# It holds everything a press needs, so buttons keep working after a restart.
+ACTION_PREFIX = "cw1"
+
+
+def action_payload(button: ActionButton) -> str:
+    return f"{ACTION_PREFIX}:{button.action}:{button.answer_id}"
+
+
+def parse_action_payload(payload: str) -> tuple[Action, str] | None:
+    """`(action, answer id)` from a button's payload, or None for anything else (a button of
+    an older version, or someone's forged callback data)."""
+    prefix, _, rest = payload.partition(":")
+    action, _, answer_id = rest.partition(":")
+    if prefix != ACTION_PREFIX or action not in ACTIONS or not answer_id.isalnum():
+        return None
+    return action, answer_id  # type: ignore[return-value]
 
 
 def is_media_file(filename: str | None, content_type: str | None) -> bool:

@@ -88,18 +88,50 @@ _SAME = 0.02
 
 
 @dataclass(frozen=True)
+class LinkButton:
+    """Opens `url`: where to watch the episode, at the matched second."""
+
+    label: str
+    url: str
+
+
+# What a button under an answer asks the bot to do about it.
+Action = Literal["right", "wrong", "candidates"]
+ACTIONS: frozenset[str] = frozenset({"right", "wrong", "candidates"})
+
+
+@dataclass(frozen=True)
+class ActionButton:
+    """Tells the bot `action` about the answer `answer_id`: a feedback vote, or "show the other
+    candidates". Adapters encode both in the platform's button payload, so a press still
+    works after a restart."""
+
+    label: str
+    action: Action
+    answer_id: str
+
+
+Button = LinkButton | ActionButton
+
+
+@dataclass(frozen=True)
 class Rendered:
     """What a reply says, for any platform: a bold `title`, then `lines`.
 
     `kind` lets an adapter pick a colour or an icon; `ephemeral` asks it to show the reply to
     the requester only where the platform can (Discord), since "slow down" is nobody else's
-    business.
+    business. `links`, when given, runs beside `lines`: the address line i links to ("" for
+    none; a compilation's scenes). `buttons` go under the reply in order, `preview` is the
+    path of a still to show with it.
     """
 
     title: str
     lines: list[str]
     kind: RenderedKind
     ephemeral: bool = False
+    links: tuple[str, ...] = ()
+    buttons: tuple[Button, ...] = ()
+    preview: str | None = None
 
 
 def confidence_words(confidence: float) -> str:
@@ -124,8 +156,50 @@ def render_state(state: State) -> Rendered:
     if isinstance(state, Listening):
         return render_listening(state.result)
     if isinstance(state, Finished):
-        return render_answer(state.result, truncated=state.truncated)
+        return render_finished(state)
     return render_error(state.error)
+
+
+def render_finished(state: Finished, *, all_candidates: bool = False) -> Rendered:
+    """The answer with what it offers: a link to the moment, the preview, and the buttons.
+    `all_candidates`: the "Other candidates" button was pressed, so an unsure answer lists
+    every candidate in place."""
+    result = state.result
+    rendered = render_answer(result, truncated=state.truncated, all_candidates=all_candidates)
+    urls = state.watch_urls
+    buttons: list[Button] = []
+    if _is_timeline(result) and any(urls):
+        rendered = replace(rendered, links=_timeline_links(result, urls, len(rendered.lines)))
+    elif urls and urls[0] and result.best is not None and not result.repeated:
+        label = f"Watch at {format_timestamp(result.best.offset_s)}"
+        buttons.append(LinkButton(label, urls[0]))
+    if state.answer_id:
+        buttons.append(ActionButton("Right", "right", state.answer_id))
+        buttons.append(ActionButton("Wrong", "wrong", state.answer_id))
+        if rendered.kind == "unsure" and _hidden_candidates(result) and not all_candidates:
+            buttons.append(ActionButton("Other candidates", "candidates", state.answer_id))
+    preview = state.preview if result.best is not None and not result.repeated else None
+    return replace(rendered, buttons=tuple(buttons), preview=preview)
+
+
+def _is_timeline(result: MatchResult) -> bool:
+    return (
+        not result.repeated
+        and result.status == "match"
+        and len({s.episode for s in result.segments}) > 1
+    )
+
+
+def _timeline_links(result: MatchResult, urls: tuple[str, ...], n_lines: int) -> tuple[str, ...]:
+    """One address per timeline line (scenes in clip order), "" for the notes after them."""
+    scenes = min(len(result.segments), n_lines)
+    links = [urls[i] if i < len(urls) else "" for i in range(scenes)]
+    return (*links, *([""] * (n_lines - scenes)))
+
+
+def _hidden_candidates(result: MatchResult) -> bool:
+    """Whether an unsure answer names fewer candidates than it has: only its best guess."""
+    return result.status == "match" and len(result.candidates) > 1
 
 
 def render_listening(result: MatchResult) -> Rendered:
@@ -143,8 +217,11 @@ def render_listening(result: MatchResult) -> Rendered:
     return Rendered(title, [line], "progress")
 
 
-def render_answer(result: MatchResult, *, truncated: bool = False) -> Rendered:
-    """The final answer: episode and time, the intro, a compilation's timeline, or not found."""
+def render_answer(
+    result: MatchResult, *, truncated: bool = False, all_candidates: bool = False
+) -> Rendered:
+    """The final answer: episode and time, the intro, a compilation's timeline, or not found.
+    `all_candidates` lists every candidate under an unsure best guess."""
     if result.repeated:
         rendered = _render_repeated(result.repeated, result.repeated_count)
     elif result.status == "match" and result.best is not None:
@@ -153,6 +230,8 @@ def render_answer(result: MatchResult, *, truncated: bool = False) -> Rendered:
             rendered = _render_timeline(segments)
         else:
             rendered = _render_match(result.best)
+            if all_candidates and rendered.kind == "unsure" and _hidden_candidates(result):
+                rendered = replace(rendered, lines=_candidate_lines(result.candidates))
     elif result.status == "ambiguous" and result.candidates:
         rendered = _render_ambiguous(result.candidates)
     else:
@@ -212,9 +291,13 @@ def _render_timeline(segments: list[Match]) -> Rendered:
 
 
 def _render_ambiguous(candidates: list[Match]) -> Rendered:
+    return Rendered("Not sure which episode", _candidate_lines(candidates), "unsure")
+
+
+def _candidate_lines(candidates: list[Match]) -> list[str]:
     lines = ["It could be:"] + [f"• {describe_match(m)}" for m in candidates]
     lines.append("A longer clip would help me tell them apart.")
-    return Rendered("Not sure which episode", lines, "unsure")
+    return lines
 
 
 def _render_repeated(label: str, count: int) -> Rendered:

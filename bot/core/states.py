@@ -34,10 +34,19 @@ class Listening:
 @dataclass(frozen=True)
 class Finished:
     """The answer. `truncated`: only the clip's start was heard, because it ran past the
-    duration cap or its matching spent the work budget (`result.heard_s` says how much)."""
+    duration cap or its matching spent the work budget (`result.heard_s` says how much).
+
+    What the answer offers beyond its words, filled in by the service for this request:
+    `answer_id` names it for feedback buttons ("" offers none); `watch_urls` link each moment
+    it names to where the episode can be watched (the best match, or one per scene of a
+    compilation in clip order; "" where the catalogue has no link); `preview` is the path of a
+    still of the matched moment, when the index carries previews."""
 
     result: MatchResult
     truncated: bool = False
+    answer_id: str = ""
+    watch_urls: tuple[str, ...] = ()
+    preview: str | None = None
 
 
 @dataclass(frozen=True)

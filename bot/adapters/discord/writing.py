@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import discord
 
+from bot.adapters.base import action_payload
 from bot.core.live import RetryLater, TransientFailure, never_overtaken
-from bot.core.render import Rendered, clip_text, fit_lines
+from bot.core.render import LinkButton, Rendered, clip_text, fit_lines
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,13 @@ COLOURS = {
     "error": discord.Colour.red(),
 }
 TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
+# Discord: 5 rows of 5 buttons, labels of 80 characters, link buttons' URLs up to 512.
+MAX_BUTTONS, BUTTON_LABEL_LIMIT, MAX_LINK_CHARS = 25, 80, 512
+BUTTON_STYLES = {
+    "right": discord.ButtonStyle.success,
+    "wrong": discord.ButtonStyle.danger,
+    "candidates": discord.ButtonStyle.primary,
+}
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -35,6 +43,7 @@ def rendered2embed(rendered: Rendered) -> discord.Embed:
     Rendered text is plain: markdown in it (an episode title from the operator's titles file
     such as `*Pilot*` or `Mr_Hankey`) is escaped so that it shows as written."""
     lines = [discord.utils.escape_markdown(line) for line in rendered.lines]
+    lines = [_linked(line, url) for line, url in zip(lines, _links(rendered), strict=True)]
     description = "\n".join(fit_lines(lines, DESCRIPTION_LIMIT))
     title = discord.utils.escape_markdown(rendered.title)
     return discord.Embed(
@@ -42,6 +51,42 @@ def rendered2embed(rendered: Rendered) -> discord.Embed:
         description=description or None,
         colour=COLOURS.get(rendered.kind, discord.Colour.default()),
     )
+
+
+def _links(rendered: Rendered) -> list[str]:
+    links = list(rendered.links[: len(rendered.lines)])
+    return links + [""] * (len(rendered.lines) - len(links))
+
+
+def _linked(line: str, url: str) -> str:
+    """A masked link (`[text](<url>)`; the angle brackets keep Discord from unfurling it)."""
+    if not url or len(url) > MAX_LINK_CHARS:
+        return line
+    text = line.replace("]", "\\]")
+    return f"[{text}](<{url}>)"
+
+
+def rendered2view(rendered: Rendered) -> discord.ui.View | None:
+    """The reply's buttons as message components: link buttons open the watch page, action
+    buttons carry their payload as the custom id (see `action_payload`). None: no buttons,
+    and an edit then removes any the message had."""
+    if not rendered.buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for button in rendered.buttons[:MAX_BUTTONS]:
+        item: discord.ui.Button[discord.ui.View]
+        if isinstance(button, LinkButton):
+            item = discord.ui.Button(
+                label=clip_text(button.label, BUTTON_LABEL_LIMIT), url=button.url
+            )
+        else:
+            item = discord.ui.Button(
+                label=clip_text(button.label, BUTTON_LABEL_LIMIT),
+                custom_id=action_payload(button),
+                style=BUTTON_STYLES.get(button.action, discord.ButtonStyle.secondary),
+            )
+        view.add_item(item)
+    return view
 
 
 # ---- where the live reply goes -------------------------------------------------------------------
@@ -68,24 +113,25 @@ class MessageReplyTarget:
         self._message = message
         self._request_id = request_id
         self._reply: discord.Message | None = None
-        self._last: discord.Embed | None = None
+        self._last: Rendered | None = None
         self._dead = False
         self.final_shown = False
 
     async def send(self, rendered: Rendered) -> None:
-        embed = rendered2embed(rendered)
+        embed, view = rendered2embed(rendered), rendered2view(rendered)
 
         async def post() -> None:
             # Not `message.reply`: if the user deleted their message meanwhile, Discord refuses
             # a reply to it ("Unknown message"); this way the answer is posted anyway.
             self._reply = await self._message.channel.send(
                 embed=embed,
+                view=view,  # type: ignore[arg-type]
                 reference=self._message.to_reference(fail_if_not_exists=False),
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
-        await self._deliver(post, embed, rendered)
+        await self._deliver(post, rendered)
 
     async def edit(
         self, rendered: Rendered, *, overtaken: Callable[[], bool] = never_overtaken
@@ -96,18 +142,16 @@ class MessageReplyTarget:
             if not self._dead:
                 await self.send(rendered)
             return
-        embed = rendered2embed(rendered)
-        if self._last is not None and embed.to_dict() == self._last.to_dict():
+        if rendered == self._last:
             return  # Discord does not refuse identical edits, but they cost rate budget.
+        embed, view = rendered2embed(rendered), rendered2view(rendered)
 
         async def replace() -> None:
-            await reply.edit(embed=embed)
+            await reply.edit(embed=embed, view=view)
 
-        await self._deliver(replace, embed, rendered)
+        await self._deliver(replace, rendered)
 
-    async def _deliver(
-        self, call: Callable[[], Awaitable[None]], embed: discord.Embed, rendered: Rendered
-    ) -> None:
+    async def _deliver(self, call: Callable[[], Awaitable[None]], rendered: Rendered) -> None:
         """Run one send or edit: a 429 or a 5xx is retried by the core (`_raise_if_retryable`),
         any other refusal ends the reply (see `_give_up`)."""
         try:
@@ -120,7 +164,7 @@ class MessageReplyTarget:
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise TransientFailure(repr(error)) from error
-        self._last = embed
+        self._last = rendered
         self.final_shown = rendered.kind != "progress"
 
     def _give_up(self, error: discord.HTTPException) -> None:
@@ -143,7 +187,7 @@ class InteractionTarget:
     def __init__(self, interaction: discord.Interaction, request_id: str) -> None:
         self._interaction = interaction
         self._request_id = request_id
-        self._last: discord.Embed | None = None
+        self._last: Rendered | None = None
         self._moved_to_ephemeral = False
         self.final_shown = False
 
@@ -159,9 +203,11 @@ class InteractionTarget:
             if (rendered.ephemeral or rendered.kind == "error") and not self._moved_to_ephemeral:
                 await self._ephemeral(embed)
             elif not self._moved_to_ephemeral:
-                if self._last is not None and embed.to_dict() == self._last.to_dict():
+                if rendered == self._last:
                     return
-                await self._interaction.edit_original_response(embed=embed)
+                await self._interaction.edit_original_response(
+                    embed=embed, view=rendered2view(rendered)
+                )
             else:
                 await self._interaction.followup.send(embed=embed, ephemeral=True)
         except discord.RateLimited as error:
@@ -177,7 +223,7 @@ class InteractionTarget:
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise TransientFailure(repr(error)) from error
-        self._last = embed
+        self._last = rendered
         self.final_shown = rendered.kind != "progress"
 
     async def _ephemeral(self, embed: discord.Embed) -> None:

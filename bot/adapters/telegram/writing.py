@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     ReplyParameters,
@@ -22,10 +24,11 @@ from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 from telegram.warnings import PTBDeprecationWarning
 
+from bot.adapters.base import action_payload
 from bot.adapters.telegram.pacing import PROGRESS, URGENT, Pace
 from bot.core.limits import Quota
 from bot.core.live import RetryLater, TransientFailure, never_overtaken
-from bot.core.render import Rendered, clip_text, fit_lines, render_state
+from bot.core.render import ActionButton, LinkButton, Rendered, clip_text, fit_lines, render_state
 from bot.core.states import State, is_final
 
 logger = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 # Telegram's cap on a message, counted after HTML parsing (in UTF-16 code units).
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
 MAX_TITLE_UNITS = 512
+# Longer button labels are cut by the clients anyway; ours are short.
+MAX_BUTTON_LABEL = 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,8 +53,34 @@ def to_html(rendered: Rendered) -> str:
     budget = MAX_TEXT_UNITS - (_units(title) + 1 if title else 0)
     lines = fit_lines(list(rendered.lines), budget, size=_units)
     parts = [f"<b>{html.escape(title)}</b>"] if title else []
-    parts += [html.escape(line) for line in lines]
+    links = list(rendered.links) + [""] * len(lines)
+    parts += [_linked(line, url) for line, url in zip(lines, links, strict=False)]
     return "\n".join(parts) or html.escape("…")
+
+
+def _linked(line: str, url: str) -> str:
+    """An escaped line, as a link when it has one (a compilation's scene). A line cut short by
+    `fit_lines` ("… and 3 more") is never linked: its links run out before it does."""
+    if not url or line.startswith("… and "):
+        return html.escape(line)
+    return f'<a href="{html.escape(url, quote=True)}">{html.escape(line)}</a>'
+
+
+def to_keyboard(rendered: Rendered) -> InlineKeyboardMarkup | None:
+    """The reply's buttons as an inline keyboard: link buttons open the watch page in one row,
+    action buttons (callback data `action_payload`) in the row below."""
+    links = [
+        InlineKeyboardButton(clip_text(b.label, MAX_BUTTON_LABEL), url=b.url)
+        for b in rendered.buttons
+        if isinstance(b, LinkButton)
+    ]
+    actions = [
+        InlineKeyboardButton(clip_text(b.label, MAX_BUTTON_LABEL), callback_data=action_payload(b))
+        for b in rendered.buttons
+        if isinstance(b, ActionButton)
+    ]
+    rows = [row for row in (links, actions) if row]
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def _units(text: str) -> int:
@@ -63,14 +94,18 @@ def render_html(state: State) -> str:
 
 @dataclass(frozen=True)
 class Html:
-    """A rendered state for the live reply; `final` tells an edit that carries the answer."""
+    """A rendered state for the live reply; `final` tells an edit that carries the answer,
+    `keyboard` the buttons under it, `preview` the path of a still of the moment."""
 
     text: str
     final: bool
+    keyboard: InlineKeyboardMarkup | None = None
+    preview: str | None = None
 
 
 def render_reply(state: State) -> Html:
-    return Html(render_html(state), is_final(state))
+    rendered = render_state(state)
+    return Html(to_html(rendered), is_final(state), to_keyboard(rendered), rendered.preview)
 
 
 def help_html(quota: Quota, *, max_download_mb: int) -> str:
@@ -137,6 +172,7 @@ class ReplyMessage:
         try:
             self._sent = await self._message.reply_html(
                 rendered.text,
+                reply_markup=rendered.keyboard,
                 reply_parameters=quote_of(self._message),
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
@@ -161,6 +197,7 @@ class ReplyMessage:
                 chat_id=self._sent.chat_id,
                 message_id=self._sent.message_id,
                 parse_mode=ParseMode.HTML,
+                reply_markup=rendered.keyboard,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
                 rate_limit_args=pace,
             )
