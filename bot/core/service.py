@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -69,6 +70,19 @@ _ABORT_WAIT_S = 0.5
 MIN_TURN_S = 1.0
 
 
+class AnswerCatalogue(Protocol):
+    """What the catalogue adds to an answer (`bot.core.catalogue`): where to watch each moment
+    it names, and a still of the moment when the index has previews."""
+
+    def decorate(self, finished: Finished) -> Finished: ...
+
+
+class AnswerLog(Protocol):
+    """Where answers are kept for their feedback buttons (`bot.core.feedback`)."""
+
+    def record_answer(self, request: Request, finished: Finished, keys: list[str]) -> None: ...
+
+
 class MediaFetcher(Protocol):
     """What the service needs from `bot.fetch.fetcher.Fetcher`: the media bytes a source points at,
     capped, or a `UserFacingError`."""
@@ -100,6 +114,8 @@ class Service:
         cache: AnswerCache[Finished] | None = None,
         generation: str = "",
         on_step: Callable[[str, str, float], None] | None = None,
+        catalogue: AnswerCatalogue | None = None,
+        answers: AnswerLog | None = None,
     ) -> None:
         """`cache`: answers for reposted clips, keyed by link and by media digest; answers
         are only shared within one index `generation` (a new index forgets them).
@@ -116,6 +132,8 @@ class Service:
         self.executor = executor
         self.cache = cache
         self.generation = generation
+        self.catalogue = catalogue
+        self.answers = answers
         self._on_step = on_step
         self._draining = False
         # Set when the drain's grace is over: every stream still running ends "restarting".
@@ -298,7 +316,7 @@ class Service:
         keys = [link_key(request.source.url)] if isinstance(request.source, Link) else []
         if (known := self._remembered(keys, request.id)) is not None:
             ticket.release()
-            yield known
+            yield self._offer(request, known, keys)
             return
         async for queued in _in_line(ticket, until=lambda: ticket.may_fetch):
             yield queued
@@ -312,7 +330,7 @@ class Service:
             del data
             ticket.release()
             self._remember(keys, known)
-            yield known
+            yield self._offer(request, known, keys)
             return
         ticket.fetched()
         async for queued in _in_line(ticket, until=lambda: ticket.running):
@@ -337,9 +355,24 @@ class Service:
                 job.release_when_idle(ticket)
                 finished = Finished(result, truncated=audio.truncated or result.cut_short)
                 self._remember(keys, finished)
-                yield finished
+                yield self._offer(request, finished, keys)
                 return
         raise RuntimeError("identify_stages ended without a final result")
+
+    def _offer(self, request: Request, finished: Finished, keys: list[str]) -> Finished:
+        """The answer as this request shows it: with the catalogue's links and preview, and,
+        when answers are kept for feedback, under this request's id. (The cache holds the
+        bare answer: a repost is a new answer, with its own votes.)"""
+        if self.catalogue is not None:
+            finished = self.catalogue.decorate(finished)
+        if self.answers is not None:
+            finished = dataclasses.replace(finished, answer_id=request.id)
+            try:
+                self.answers.record_answer(request, finished, keys)
+            except Exception:
+                logger.exception("request %s: could not keep the answer for feedback", request.id)
+                finished = dataclasses.replace(finished, answer_id="")
+        return finished
 
     def _step(self, request_id: str, step: str) -> None:
         if self._on_step is None:
