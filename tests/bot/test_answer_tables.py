@@ -87,7 +87,11 @@ def answers() -> dict[str, Finished]:
     """Each answer kind, bare and with everything it can offer (links, feedback id, preview)."""
     sure, fair = match(), match(confidence=0.7)
     unsure = match(confidence=0.3)
-    rivals = [unsure, match("S03E04", "Four", confidence=0.25), match("S05E06", None, confidence=0.2)]
+    rivals = [
+        unsure,
+        match("S03E04", "Four", confidence=0.25),
+        match("S05E06", None, confidence=0.2),
+    ]
     ambiguous = MatchResult(status="ambiguous", best=None, candidates=rivals, heard_s=10.0)
     intro = MatchResult(
         status="ambiguous", best=None, heard_s=6.0, repeated="intro", repeated_count=40
