@@ -20,7 +20,15 @@ from typing import Any, Protocol, TypeVar
 from bot.core.live import ReplyTarget, RetryLater, TransientFailure, never_overtaken
 from bot.core.render import ACTIONS, Action, ActionButton
 from bot.core.service import restarting
-from bot.core.states import Failed, Finished, State, is_final, may_post_unasked
+from bot.core.states import (
+    Failed,
+    Finished,
+    Listening,
+    State,
+    is_final,
+    may_post_unasked,
+    may_show_unasked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -145,23 +153,37 @@ async def say_restarting(
         logger.info("request %s: could not tell the user about the restart", request_id)
 
 
-async def unasked_answer_only(
-    states: AsyncGenerator[State, None], request_id: str
-) -> AsyncGenerator[State, None]:
-    """For a message the bot scanned on its own: no "Getting the clip…" or "Listening…" for
-    someone who did not ask, and no "not found", "unsure", "busy" or error either. Only what
-    the core's `may_post_unasked` allows is posted, once, at the end."""
-    final: State | None = None
-    try:
-        async for state in states:
-            if is_final(state):
-                final = state
-    finally:
-        await states.aclose()
-    if final is not None and may_post_unasked(final):
-        yield final
-    else:
-        logger.info("request %s: unasked scan stays quiet (%s)", request_id, _outcome(final))
+class QuietScan:
+    """For a message the bot scanned on its own: live but quiet. No "Getting the clip…" or
+    "Listening…" for someone who did not ask, and no "not found", "unsure", "busy" or error
+    either. The reply appears with the first interim answer that names an episode (the
+    core's `may_show_unasked`) and follows the states from there, like any live reply; a
+    final state the core's `may_post_unasked` does not allow is held back, and `retract` then
+    says the reply already posted must be taken back, so the chat ends as if nothing happened.
+    """
+
+    def __init__(self, request_id: str) -> None:
+        self._request_id = request_id
+        self.retract = False
+
+    async def states(self, states: AsyncGenerator[State, None]) -> AsyncGenerator[State, None]:
+        showing = False
+        final: State | None = None
+        try:
+            async for state in states:
+                if is_final(state):
+                    final = state
+                    break
+                showing = showing or may_show_unasked(state)
+                if showing and isinstance(state, Listening):
+                    yield state
+        finally:
+            await states.aclose()
+        if final is not None and may_post_unasked(final):
+            yield final
+            return
+        self.retract = showing
+        logger.info("request %s: unasked scan stays quiet (%s)", self._request_id, _outcome(final))
 
 
 async def without_repeated_refusals(

@@ -78,9 +78,17 @@ def may_post_unasked(state: State) -> bool:
     """Whether a scan nobody asked for (a channel message the bot read on its own) may post
     this final state: only a confident answer naming an episode, or a compilation's timeline.
     Never the intro (it names no one episode), "unsure", "not found", "busy" or an error."""
-    if not isinstance(state, Finished):
-        return False
-    result = state.result
+    return isinstance(state, Finished) and _names_an_episode(state.result)
+
+
+def may_show_unasked(state: State) -> bool:
+    """Whether an interim answer is worth posting to people who did not ask, before the final
+    one: the same bar as the answer itself, so a scan's reply only appears once it has
+    something to say (and is taken back if the final answer falls short after all)."""
+    return isinstance(state, Listening) and _names_an_episode(state.result)
+
+
+def _names_an_episode(result: MatchResult) -> bool:
     if result.status != "match" or result.best is None or result.repeated:
         return False
     compilation = len({segment.episode for segment in result.segments}) > 1

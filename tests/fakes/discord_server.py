@@ -27,6 +27,7 @@ import itertools
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ class RestCall:
     query: dict[str, str]
     body: Any
     status: int
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -88,6 +90,10 @@ class MessageRecord:
     payload: Json
     history: list[Json] = field(default_factory=list)
     deleted: bool = False
+    at: float = field(default_factory=time.monotonic)  # when it was posted
+    # The bot's own reactions on it now, and every add/remove as (op, emoji, monotonic time).
+    bot_reactions: list[str] = field(default_factory=list)
+    reaction_log: list[tuple[str, str, float]] = field(default_factory=list)
 
     @property
     def id(self) -> int:
@@ -173,6 +179,7 @@ class FakeDiscord:
         self.identify_count = 0
         self.resume_count = 0
         self.invalidate_next_resume = False
+        self.deny_reactions = False  # True: the bot lacks Add Reactions (403 on every reaction)
         self._scripts: list[_Script429] = []
         self._failures: list[_ScriptFailure] = []
         self._session_id: str | None = None
@@ -405,13 +412,15 @@ class FakeDiscord:
         return [c for c in self.calls if c.method == method and pattern.search(c.path)]
 
     def bot_messages(self, channel_id: int | None = None) -> list[MessageRecord]:
-        """Messages the bot posted (in the guild channel unless told otherwise)."""
+        """Messages the bot posted and did not delete (in the guild channel unless told
+        otherwise)."""
         channel = str(channel_id or self.channel_id)
         return [
             m
             for m in self.messages.values()
             if m.payload["author"]["id"] == str(self.application_id)
             and m.payload["channel_id"] == channel
+            and not m.deleted
         ]
 
     def replies_to(self, message: MessageRecord) -> list[MessageRecord]:
@@ -420,6 +429,7 @@ class FakeDiscord:
             for m in self.messages.values()
             if m.payload.get("message_reference", {}).get("message_id") == str(message.id)
             and m.payload["author"]["id"] == str(self.application_id)
+            and not m.deleted
         ]
 
     def make_user(self, name: str) -> Json:
@@ -521,6 +531,9 @@ class FakeDiscord:
 
     # ---- REST --------------------------------------------------------------------------------
 
+    _OWN_REACTION = (
+        r"^/channels/(?P<channel>\d+)/messages/(?P<message>\d+)/reactions/(?P<emoji>[^/]+)/@me$"
+    )
     _ROUTES: ClassVar[list[tuple[str, str, str]]] = [
         ("GET", r"^/users/@me$", "_get_me"),
         ("GET", r"^/oauth2/applications/@me$", "_get_app"),
@@ -531,6 +544,9 @@ class FakeDiscord:
         ("GET", r"^/applications/(?P<app>\d+)/guilds/(?P<guild>\d+)/commands$", "_get_commands"),
         ("POST", r"^/channels/(?P<channel>\d+)/messages$", "_create_message"),
         ("PATCH", r"^/channels/(?P<channel>\d+)/messages/(?P<message>\d+)$", "_edit_message"),
+        ("DELETE", r"^/channels/(?P<channel>\d+)/messages/(?P<message>\d+)$", "_delete_own"),
+        ("PUT", _OWN_REACTION, "_react"),
+        ("DELETE", _OWN_REACTION, "_unreact"),
         ("POST", r"^/users/@me/channels$", "_open_dm"),
         ("POST", r"^/interactions/(?P<id>\d+)/(?P<token>[^/]+)/callback$", "_callback"),
         (
@@ -725,6 +741,44 @@ class FakeDiscord:
         self._apply_edit(record, body)
         await self.dispatch("MESSAGE_UPDATE", record.payload)
         return json_response(record.payload)
+
+    async def _delete_own(
+        self, body: Any, request: web.Request, channel: str, message: str
+    ) -> web.Response:
+        """The bot deletes a message of its own (Manage Messages is needed for anyone else's)."""
+        record = self.messages.get(int(message))
+        if record is None or record.deleted or record.payload["channel_id"] != channel:
+            return error_response(404, 10008, "Unknown Message")
+        if record.payload["author"]["id"] != str(self.application_id):
+            return error_response(403, 50013, "Missing Permissions")
+        await self.delete_message(record)
+        return web.Response(status=204)
+
+    async def _react(
+        self, body: Any, request: web.Request, channel: str, message: str, emoji: str
+    ) -> web.Response:
+        record = self.messages.get(int(message))
+        if record is None or record.deleted or record.payload["channel_id"] != channel:
+            return error_response(404, 10008, "Unknown Message")
+        if self.deny_reactions:
+            return error_response(403, 50013, "Missing Permissions")
+        emoji = urllib.parse.unquote(emoji)
+        if emoji not in record.bot_reactions:
+            record.bot_reactions.append(emoji)
+        record.reaction_log.append(("add", emoji, time.monotonic()))
+        return web.Response(status=204)
+
+    async def _unreact(
+        self, body: Any, request: web.Request, channel: str, message: str, emoji: str
+    ) -> web.Response:
+        record = self.messages.get(int(message))
+        if record is None or record.payload["channel_id"] != channel:
+            return error_response(404, 10008, "Unknown Message")
+        emoji = urllib.parse.unquote(emoji)
+        if emoji in record.bot_reactions:
+            record.bot_reactions.remove(emoji)
+        record.reaction_log.append(("remove", emoji, time.monotonic()))
+        return web.Response(status=204)
 
     async def _open_dm(self, body: Json, request: web.Request) -> web.Response:
         user_id = int(body["recipient_id"])

@@ -6,7 +6,9 @@ an interaction's original response) rendered as an embed from `bot.core.render.r
 
 Entry points for users:
 - a link or a video/audio attachment posted in a channel where automatic scanning is on (per
-  server, `/citywok autoscan on|off`, needs Manage Server; needs the message-content intent);
+  server or per channel, `/citywok autoscan on|off|channel`, needs Manage Server; needs the
+  message-content intent): acknowledged at once with a reaction, answered live but quietly
+  (`QuietScan`), and left alone if the bot has nothing sure to say;
 - a message that mentions the bot or replies to it (works without the intent), or any DM;
 - `/whichepisode link:<url>` or `/whichepisode clip:<file>` (user-installable);
 - the message context menu "Which episode?" (user-installable).
@@ -29,10 +31,10 @@ from discord import app_commands
 
 from bot.adapters.base import (
     STOP_GRACE_S,
+    QuietScan,
     finish_work,
     say_restarting,
     stop_aware_pacing,
-    unasked_answer_only,
     without_repeated_refusals,
 )
 from bot.adapters.discord.autoscan import AUTOSCAN_FILE, AutoscanStore
@@ -57,6 +59,9 @@ EDIT_INTERVAL_S = 1.2
 # library's minimum).
 MAX_RATELIMIT_TIMEOUT_S = 30.0
 CONTEXT_MENU_NAME = "Which episode?"
+# The reaction that tells someone who posted a clip the bot is listening to it: a quiet
+# acknowledgement, taken off again when the scan ends (the reply, if any, says the rest).
+SEEN_EMOJI = "\N{EYES}"
 NO_INTENT_NOTE = (
     "Discord message content intent is off (message_content_intent = false, or not enabled "
     "for this application in the Developer Portal → Bot → Privileged Gateway Intents): "
@@ -273,11 +278,15 @@ class DiscordAdapter:
         )
 
         @group.command(
-            name="autoscan", description="Answer every clip posted in this server automatically"
+            name="autoscan", description="Answer clips posted in this server without being asked"
         )
-        @app_commands.describe(state="on or off")
-        async def autoscan(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
-            await self._on_autoscan(interaction, state == "on")
+        @app_commands.describe(
+            state="on: every channel; off: none; channel: add or remove this channel only"
+        )
+        async def autoscan(
+            interaction: discord.Interaction, state: Literal["on", "off", "channel"]
+        ) -> None:
+            await self._on_autoscan(interaction, state)
 
         tree.add_command(group)
 
@@ -305,22 +314,29 @@ class DiscordAdapter:
             return
         await self._answer_interaction(interaction, sources[0])
 
-    async def _on_autoscan(self, interaction: discord.Interaction, enabled: bool) -> None:
+    async def _on_autoscan(
+        self, interaction: discord.Interaction, state: Literal["on", "off", "channel"]
+    ) -> None:
         # Discord enforces Manage Server by default, but server admins can change who sees the
         # command; the switch itself stays with people who manage the server.
-        if interaction.guild_id is None or not interaction.permissions.manage_guild:
+        guild_id = interaction.guild_id
+        if guild_id is None or not interaction.permissions.manage_guild:
             await interaction.response.send_message(
                 "Only people who can manage this server can change automatic scanning.",
                 ephemeral=True,
             )
             return
-        self._autoscan.set(interaction.guild_id, enabled)
-        text = (
-            "Automatic scanning is **on**: I'll answer every clip posted here."
-            if enabled
-            else "Automatic scanning is **off**: mention me, reply to me, or use /whichepisode."
-        )
-        if enabled and not self._content_intent:
+        if state == "channel":
+            channel_id = _scan_channel_id(interaction.channel) or interaction.channel_id or 0
+            text = _channels_text(self._autoscan.toggle_channel(guild_id, channel_id))
+        else:
+            self._autoscan.set(guild_id, state == "on")
+            text = (
+                "Automatic scanning is **on** in every channel: I'll answer every clip posted here."
+                if state == "on"
+                else "Automatic scanning is **off**: mention me, reply to me, or use /whichepisode."
+            )
+        if state != "off" and not self._content_intent:
             text += (
                 " (I can't read messages in this server without the message content "
                 "intent, so for now I only answer mentions and replies.)"
@@ -340,7 +356,7 @@ class DiscordAdapter:
             unsolicited=False,
         )
         target = InteractionTarget(interaction, request.id)
-        await self._run(request, target, asked=True)
+        await self._run(request, target)
 
     async def _on_tree_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
@@ -373,7 +389,7 @@ class DiscordAdapter:
             not self._stopped.is_set()
             and message.guild is not None
             and self._content_intent
-            and self._autoscan.enabled(message.guild.id)
+            and self._autoscan.enabled(message.guild.id, _scan_channel_id(message.channel))
         )
         if not (asked or scanning):
             return
@@ -393,7 +409,46 @@ class DiscordAdapter:
             chat_key=f"discord:{message.channel.id}",
             unsolicited=not asked,
         )
-        await self._run(request, MessageReplyTarget(message, request.id), asked=asked)
+        target = MessageReplyTarget(message, request.id)
+        if asked:
+            await self._run(request, target)
+        else:
+            await self._scan(request, message, target)
+
+    async def _scan(
+        self, request: Request, message: discord.Message, target: MessageReplyTarget
+    ) -> None:
+        """A clip nobody asked about: a reaction at once, so the poster knows it is being
+        looked at; a reply only once there is an answer worth showing, edited live; and
+        nothing left behind when there is none."""
+        seen = await self._react(message, request.id)
+        quiet = QuietScan(request.id)
+        try:
+            await self._run(request, target, quiet=quiet)
+        finally:
+            if quiet.retract:
+                await target.retract()
+            if seen:
+                await self._unreact(message)
+
+    @staticmethod
+    async def _react(message: discord.Message, request_id: str) -> bool:
+        """Whether the reaction is on: without Add Reactions (403), the scan goes on quietly."""
+        try:
+            await message.add_reaction(SEEN_EMOJI)
+        except discord.HTTPException as error:
+            logger.info(
+                "request %s: cannot react on Discord (%s %s)", request_id, error.status, error.text
+            )
+            return False
+        return True
+
+    async def _unreact(self, message: discord.Message) -> None:
+        me = self._client.user if self._client is not None else None
+        if me is None:
+            return
+        with contextlib.suppress(discord.HTTPException):
+            await message.remove_reaction(SEEN_EMOJI, me)
 
     def _sources(self, message: discord.Message) -> list[Link | Attachment]:
         return message_sources(message, extra_hosts=self._extra_hosts)
@@ -429,8 +484,14 @@ class DiscordAdapter:
     # -- running one request
 
     async def _run(
-        self, request: Request, target: InteractionTarget | MessageReplyTarget, *, asked: bool
+        self,
+        request: Request,
+        target: InteractionTarget | MessageReplyTarget,
+        *,
+        quiet: QuietScan | None = None,
     ) -> None:
+        """Show the request's states as one live reply; `quiet` for a scan nobody asked for."""
+        asked = quiet is None
         task = asyncio.current_task()
         if task is not None:
             self._work.add(task)
@@ -442,8 +503,8 @@ class DiscordAdapter:
         )
         try:
             states = self._service.handle(request)
-            if not asked:
-                states = unasked_answer_only(states, request.id)
+            if quiet is not None:
+                states = quiet.states(states)
             elif isinstance(target, MessageReplyTarget):
                 # A slash command must be answered, privately; a message reply need not.
                 states = without_repeated_refusals(states, request.id)
@@ -468,6 +529,26 @@ class DiscordAdapter:
         finally:
             if task is not None:
                 self._work.discard(task)
+
+
+def _scan_channel_id(channel: Any) -> int | None:
+    """The channel whose autoscan setting applies: a thread follows its parent channel."""
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return getattr(channel, "id", None)
+
+
+def _channels_text(channels: list[int]) -> str:
+    if not channels:
+        return (
+            "Automatic scanning is **off** in every channel now. `/citywok autoscan channel` "
+            "in a channel turns it on there; `on` turns it on everywhere."
+        )
+    listed = ", ".join(f"<#{channel}>" for channel in channels)
+    return (
+        f"Automatic scanning is **on** only in {listed}. The same command in a listed "
+        "channel turns it off there; `on` turns it on everywhere."
+    )
 
 
 # What a reply target raises when Discord cannot take a message.

@@ -151,6 +151,22 @@ class MessageReplyTarget:
 
         await self._deliver(replace, rendered)
 
+    async def retract(self) -> None:
+        """Delete the reply, if one was posted (a scan that ended with nothing to say)."""
+        reply, self._reply = self._reply, None
+        self._dead = True
+        if reply is None:
+            return
+        try:
+            await reply.delete()
+        except discord.HTTPException as error:
+            logger.warning(
+                "request %s: cannot delete the reply on Discord (%s %s)",
+                self._request_id,
+                error.status,
+                error.text,
+            )
+
     async def _deliver(self, call: Callable[[], Awaitable[None]], rendered: Rendered) -> None:
         """Run one send or edit: a 429 or a 5xx is retried by the core (`_raise_if_retryable`),
         any other refusal ends the reply (see `_give_up`)."""
