@@ -33,7 +33,25 @@ _PLATFORM_HOSTS: dict[str, Platform] = {
     "reddit.com": "reddit",
     "redd.it": "reddit",
 }
+# How people call the platforms, in the order the bot names them.
+SITE_NAMES: dict[Platform, str] = {
+    "tiktok": "TikTok",
+    "instagram": "Instagram",
+    "youtube": "YouTube",
+    "x": "X",
+    "reddit": "Reddit",
+}
 _ID = r"[A-Za-z0-9_-]+"
+
+# What someone who sent a link the bot cannot open is told (`link_refusal`); the sites are
+# named from SITE_NAMES, so the sentence stays true when a platform is added.
+MSG_UNSUPPORTED = (
+    "I can't open links from that site. I can open posts from "
+    f"{', '.join(list(SITE_NAMES.values())[:-1])} and {list(SITE_NAMES.values())[-1]}, or a "
+    "link straight to a video file; or send me the video itself."
+)
+MSG_NOT_A_POST = "That link doesn't point to a single video; send the link to the post itself."
+MSG_BAD_LINK = "That doesn't look like a link I can open."
 
 
 @dataclass(frozen=True)
@@ -210,11 +228,9 @@ def _strip_trailing(url: str) -> str:
     return url
 
 
-def find_links(
-    text: str, *, limit: int = MAX_LINKS_PER_MESSAGE, extra_hosts: tuple[str, ...] = ()
-) -> list[str]:
-    """The supported or direct-media links in a chat message, in order, deduplicated, at most
-    `limit`."""
+def _links_in(text: str) -> list[str]:
+    """Every link in a chat message, in order, deduplicated: http(s) URLs and the platforms'
+    links pasted without a scheme."""
     found: list[tuple[int, str]] = [(m.start(), m.group(0)) for m in _URL_RE.finditer(text)]
     taken = [range(m.start(), m.end()) for m in _URL_RE.finditer(text)]
     for match in _BARE_RE.finditer(text):
@@ -223,11 +239,41 @@ def find_links(
     links: list[str] = []
     for _, raw in sorted(found):
         url = _strip_trailing(raw)
-        if url not in links and classify_link(url, extra_hosts=extra_hosts) is not None:
+        if url not in links:
             links.append(url)
-        if len(links) >= limit:
-            break
     return links
+
+
+def find_links(
+    text: str, *, limit: int = MAX_LINKS_PER_MESSAGE, extra_hosts: tuple[str, ...] = ()
+) -> list[str]:
+    """The supported or direct-media links in a chat message, in order, deduplicated, at most
+    `limit`."""
+    links = [u for u in _links_in(text) if classify_link(u, extra_hosts=extra_hosts) is not None]
+    return links[:limit]
+
+
+def find_refused_links(text: str, *, extra_hosts: tuple[str, ...] = ()) -> list[str]:
+    """The links in a chat message the bot cannot open (another site, a profile, a bare
+    address), so that someone who asked about one is told why instead of being ignored."""
+    return [u for u in _links_in(text) if classify_link(u, extra_hosts=extra_hosts) is None]
+
+
+def supported_sites() -> str:
+    """ "TikTok, Instagram, YouTube, X or Reddit": the sites the bot opens, as people say it."""
+    *most, last = SITE_NAMES.values()
+    return f"{', '.join(most)} or {last}"
+
+
+def link_refusal(url: str, *, extra_hosts: tuple[str, ...] = ()) -> str | None:
+    """Why the bot cannot open `url`, in the user's words, or None if it can: the same check
+    the fetcher makes, cheap enough to make before a request costs anyone anything."""
+    link = parse_link(url)
+    if link is None:
+        return MSG_BAD_LINK
+    if classify_link(link.url, extra_hosts=extra_hosts) is not None:
+        return None
+    return MSG_NOT_A_POST if platform_of_host(link.host) is not None else MSG_UNSUPPORTED
 
 
 def link_key(url: str) -> str:

@@ -45,11 +45,19 @@ _PRUNE_AT = 10_000
 
 @dataclass(frozen=True)
 class Quota:
-    """Requests a user has left now; `exempt` users (the allowlist) have no limit."""
+    """Requests a user has left now; `exempt` users (the allowlist) have no limit.
+
+    Used requests come back gradually (token buckets, not a reset at midnight):
+    `next_in_s` is how long until the user may ask again (0: now), `full_in_s` how long
+    until both windows are full again. `per_minute` / `per_day` are the limits themselves."""
 
     minute_left: int
     day_left: int
     exempt: bool = False
+    per_minute: int = 0
+    per_day: int = 0
+    next_in_s: float = 0.0
+    full_in_s: float = 0.0
 
 
 class TokenBucket:
@@ -76,6 +84,10 @@ class TokenBucket:
 
     def full(self, now: float) -> bool:
         return self.tokens(now) >= self.capacity
+
+    def full_in_s(self, now: float) -> float:
+        """Seconds until the bucket is full again (0 when it is)."""
+        return max(0.0, self.capacity - self.tokens(now)) / self.rate_per_s
 
 
 # One refusal of a kind per user per this many seconds (see `RecentRefusals`).
@@ -179,9 +191,21 @@ class Limits:
         return int(minute.tokens(now)), int(day.tokens(now))
 
     def quota(self, user: User) -> Quota:
-        """What a user may still ask for, as /help shows it."""
-        minute_left, day_left = self.remaining(user)
-        return Quota(minute_left, day_left, exempt=self.exempt(user))
+        """What a user may still ask for and when used requests come back, as /help shows it."""
+        settings = self.settings
+        if self.exempt(user):
+            return Quota(settings.per_minute, settings.per_day, exempt=True)
+        now = self._clock()
+        buckets = self._buckets.get(user.key) or self._new_buckets(now)
+        minute, day = buckets
+        return Quota(
+            int(minute.tokens(now)),
+            int(day.tokens(now)),
+            per_minute=settings.per_minute,
+            per_day=settings.per_day,
+            next_in_s=max(b.retry_after_s(now) for b in buckets),
+            full_in_s=max(b.full_in_s(now) for b in buckets),
+        )
 
     def begin(self, user: User, *, unsolicited: bool = False) -> None:
         """Mark the user's request as in flight, or raise `AlreadyWorking`.

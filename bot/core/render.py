@@ -74,6 +74,7 @@ _ERROR_TITLES = {
     "rate_limited": "Slow down a little",
     "already_working": "One clip at a time",
     "busy": "I'm busy right now",
+    "unsupported_site": "I can't open that link",
     "internal": "Something went wrong",
 }
 _MAX_SENTENCE_CHARS = 300

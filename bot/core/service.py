@@ -38,11 +38,19 @@ from typing import Any, Protocol
 
 from bot.config import Settings
 from bot.core.cache import AnswerCache, media_key
-from bot.core.errors import Busy, Internal, NoAudio, NotMedia, TooLong, UserFacingError
+from bot.core.errors import (
+    Busy,
+    Internal,
+    NoAudio,
+    NotMedia,
+    TooLong,
+    UnsupportedSite,
+    UserFacingError,
+)
 from bot.core.limits import Limits, Quota, RecentRefusals, Ticket
 from bot.core.request import Link, Request, Source, User
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
-from bot.links import link_key
+from bot.links import link_key, link_refusal
 from matcher.budget import Budget
 from matcher.decode import Audio, decode_bytes
 from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
@@ -126,6 +134,7 @@ class Service:
         logged and the request goes on."""
         self.matcher = matcher
         self.fetcher = fetcher
+        self._extra_hosts = tuple(settings.fetch.extra_hosts)
         self.limits = limits
         self._refusals = RecentRefusals()
         self.settings = settings
@@ -295,6 +304,10 @@ class Service:
         request must not spend the user's quota, and an unsolicited one spends none."""
         if self._draining:
             raise Busy(_SHUTTING_DOWN)
+        if isinstance(request.source, Link) and (
+            refusal := link_refusal(request.source.url, extra_hosts=self._extra_hosts)
+        ):
+            raise UnsupportedSite(refusal)
         user, unsolicited = request.user, request.unsolicited
         self.limits.begin(user, unsolicited=unsolicited)
         ticket: Ticket | None = None

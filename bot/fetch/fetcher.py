@@ -49,9 +49,7 @@ from bot.fetch.messages import (
     MSG_BAD_LINK,
     MSG_BROKEN_OFF,
     MSG_CLOSING,
-    MSG_NOT_A_POST,
     MSG_UNREACHABLE,
-    MSG_UNSUPPORTED,
     timeout_message,
     too_large_message,
 )
@@ -82,8 +80,8 @@ from bot.links import (
     classify_link,
     find_links,
     has_media_suffix,
+    link_refusal,
     parse_link,
-    platform_of_host,
 )
 
 log = logging.getLogger(__name__)
@@ -188,9 +186,8 @@ class Fetcher:
             raise UnsupportedSite(MSG_BAD_LINK)
         platform = classify_link(link.url, extra_hosts=self._extra_hosts)
         if platform is None:
-            known = platform_of_host(link.host) is not None
             log.info("[%s] refused link to %s (%s)", request_id, link.host, link.path)
-            raise UnsupportedSite(MSG_NOT_A_POST if known else MSG_UNSUPPORTED)
+            raise UnsupportedSite(link_refusal(link.url, extra_hosts=self._extra_hosts))
         log.info("[%s] fetching %s link %s", request_id, platform, link.url)
         if platform == "direct" and has_media_suffix(link.path):
             return await self._fetch_direct(link.url, request_id)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
+# The link refusals are the links module's, which decides what a link is; re-exported here
+# beside the other fetch messages.
+from bot.links import MSG_BAD_LINK as MSG_BAD_LINK
+from bot.links import MSG_NOT_A_POST as MSG_NOT_A_POST
+from bot.links import MSG_UNSUPPORTED as MSG_UNSUPPORTED
+
 log = logging.getLogger(__name__)
 
-MSG_UNSUPPORTED = (
-    "I can't open links from that site; send a TikTok, Instagram, YouTube, X or Reddit link, "
-    "or the video itself."
-)
-MSG_NOT_A_POST = "That link doesn't point to a single video; send the link to the post itself."
-MSG_BAD_LINK = "That doesn't look like a link I can open."
 MSG_PRIVATE = "That post is private, removed, or needs a login, so I can't open it."
 MSG_GEO = "That video isn't available in the country I'm in."
 MSG_NO_VIDEO = "I couldn't find a video in that post."

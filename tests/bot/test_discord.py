@@ -464,8 +464,8 @@ async def test_markdown_in_episode_titles_is_shown_as_written(
 async def test_commands_are_synced_user_installable(make_bot: Any) -> None:
     bot = await make_bot(test_guild=False)
     commands = {c["name"]: c for c in bot.server.commands[None]}
-    assert set(commands) == {"whichepisode", CONTEXT_MENU_NAME, "citywok"}
-    for name in ("whichepisode", CONTEXT_MENU_NAME):
+    assert set(commands) == {"whichepisode", "help", CONTEXT_MENU_NAME, "citywok"}
+    for name in ("whichepisode", "help", CONTEXT_MENU_NAME):
         assert sorted(commands[name]["integration_types"]) == [0, 1]
         assert sorted(commands[name]["contexts"]) == [0, 1, 2]
     assert commands[CONTEXT_MENU_NAME]["type"] == 3

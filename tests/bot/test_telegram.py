@@ -413,9 +413,9 @@ async def test_help_explains_what_to_send_and_shows_the_quota(start_bot: BotFact
 
     for command in ("start", "help"):
         sent = bot.server.push_command(command, user=user, chat=chat)
-        reply = await bot.reply(sent, lambda text: "left" in text)
+        reply = await bot.reply(sent, lambda text: "this minute" in text)
         assert "video" in reply.text and "link" in reply.text
-        assert "5 requests left this minute and 100 today" in reply.text
+        assert "5 more this minute (of 5) and 100 more today (of 100)" in reply.text
     assert {c["command"] for c in bot.server.commands} >= {"whichepisode", "help", "start"}
 
 
@@ -427,8 +427,8 @@ async def test_help_tells_an_exempt_user_they_have_no_limit(
     bot = await start_bot(per_minute=5, per_day=100, allow_users=(f"telegram:{user['id']}",))
 
     sent = bot.server.push_command("help", user=user, chat=bot.server.private_chat(user))
-    reply = await bot.reply(sent, lambda text: "limit" in text or "left" in text)
-    assert "no request limit" in reply.text and "left this minute" not in reply.text
+    reply = await bot.reply(sent, lambda text: "limit" in text or "this minute" in text)
+    assert "no request limit" in reply.text and "this minute" not in reply.text
 
 
 # ---------------------------------------------------------------------------------------------

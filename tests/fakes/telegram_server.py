@@ -254,6 +254,8 @@ class FakeTelegramServer:
         }
         self.calls: list[Call] = []
         self.commands: list[dict[str, Any]] = []
+        self.description = ""
+        self.short_description = ""
         self.files: dict[str, StoredFile] = {}
         self.bot_messages: dict[tuple[int, int], BotMessage] = {}
         self.chat_messages: dict[tuple[int, int], dict[str, Any]] = {}
@@ -686,6 +688,22 @@ class FakeTelegramServer:
 
     async def _m_getMyCommands(self, params: dict[str, Any]) -> Any:
         return self.commands
+
+    async def _m_setMyDescription(self, params: dict[str, Any]) -> Any:
+        # Telegram: up to 512 characters, shown in an empty chat with the bot.
+        text = str(params.get("description") or "")
+        if len(text) > 512:
+            raise ApiError(400, "Bad Request: bot description is too long")
+        self.description = text
+        return True
+
+    async def _m_setMyShortDescription(self, params: dict[str, Any]) -> Any:
+        # Telegram: up to 120 characters, shown on the bot's profile and in shared links.
+        text = str(params.get("short_description") or "")
+        if len(text) > 120:
+            raise ApiError(400, "Bad Request: bot short description is too long")
+        self.short_description = text
+        return True
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
         offset = int(params.get("offset") or 0)

@@ -13,7 +13,7 @@ from bot.adapters.base import (
 )
 from bot.core.errors import FetchFailed
 from bot.core.request import Attachment, Link, User
-from bot.links import find_links
+from bot.links import find_links, find_refused_links
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ def message_sources(
     ]
     links = find_links(message.content or "", extra_hosts=extra_hosts)
     return sources + [Link(url) for url in links]
+
+
+def refused_links(message: discord.Message, *, extra_hosts: tuple[str, ...] = ()) -> list[Link]:
+    """Links in the message the bot cannot open: for someone who asked about one, the core
+    then says why, instead of the bot saying "send me a link"."""
+    return [Link(url) for url in find_refused_links(message.content or "", extra_hosts=extra_hosts)]
 
 
 def discord_user(user: discord.abc.User) -> User:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
@@ -39,15 +41,22 @@ from bot.adapters.base import (
 )
 from bot.adapters.discord.autoscan import AUTOSCAN_FILE, AutoscanStore
 from bot.adapters.discord.endpoints import Endpoints
-from bot.adapters.discord.reading import attachment2source, discord_user, message_sources
-from bot.adapters.discord.writing import InteractionTarget, MessageReplyTarget
+from bot.adapters.discord.reading import (
+    attachment2source,
+    discord_user,
+    message_sources,
+    refused_links,
+)
+from bot.adapters.discord.writing import InteractionTarget, MessageReplyTarget, rendered2embed
 from bot.config import Settings
 from bot.core.errors import Internal
+from bot.core.help import quota_lines, render_help
 from bot.core.live import LiveReply
 from bot.core.render import render_state
 from bot.core.request import Attachment, Link, Request, new_request_id
 from bot.core.service import Service
 from bot.core.states import Failed
+from bot.links import supported_sites
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +268,12 @@ class DiscordAdapter:
         ) -> None:
             await self._on_slash(interaction, link, clip)
 
+        @tree.command(name="help", description="What this bot does and how many requests you have")
+        @anywhere
+        @any_install
+        async def help_command(interaction: discord.Interaction) -> None:
+            await self._on_help(interaction)
+
         @tree.context_menu(name=CONTEXT_MENU_NAME)
         @anywhere
         @any_install
@@ -305,8 +320,13 @@ class DiscordAdapter:
         source = Link(link) if link is not None else attachment2source(clip)  # type: ignore[arg-type]
         await self._answer_interaction(interaction, source)
 
+    async def _on_help(self, interaction: discord.Interaction) -> None:
+        quota = self._service.quota(discord_user(interaction.user))
+        rendered = render_help(quota, how_to=_HOW_TO, when=_discord_time)
+        await interaction.response.send_message(embed=rendered2embed(rendered), ephemeral=True)
+
     async def _on_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        sources = self._sources(message)
+        sources = self._sources(message) or self._refused(message)
         if not sources:
             await interaction.response.send_message(
                 "That message has no link or video I can listen to.", ephemeral=True
@@ -398,6 +418,11 @@ class DiscordAdapter:
         if not sources and asked and isinstance(referenced, discord.Message):
             # "@CityWok which episode?" in reply to someone else's clip.
             sources = self._sources(referenced)
+        if not sources and asked:
+            # A link the bot cannot open: the core says why, in the same words everywhere.
+            sources = self._refused(message)
+            if not sources and isinstance(referenced, discord.Message):
+                sources = self._refused(referenced)
         if not sources:
             if asked:
                 await self._reply_text(message, self._usage(message.author))
@@ -453,6 +478,9 @@ class DiscordAdapter:
     def _sources(self, message: discord.Message) -> list[Link | Attachment]:
         return message_sources(message, extra_hosts=self._extra_hosts)
 
+    def _refused(self, message: discord.Message) -> list[Link | Attachment]:
+        return [*refused_links(message, extra_hosts=self._extra_hosts)]
+
     @staticmethod
     def _is_addressed(client: discord.Client, message: discord.Message) -> bool:
         """DMs, mentions and replies that ping the bot: all visible without the intent."""
@@ -462,14 +490,10 @@ class DiscordAdapter:
 
     def _usage(self, author: discord.abc.User) -> str:
         quota = self._service.quota(discord_user(author))
-        limit = (
-            "You have no request limit."
-            if quota.exempt
-            else f"You can ask {quota.minute_left} more this minute, {quota.day_left} more today."
-        )
+        limit = " ".join(quota_lines(quota, when=_discord_time))
         return (
-            "Send me a link (TikTok, Instagram, YouTube, X, Reddit) or a video and I'll tell "
-            f"you which episode it's from; /whichepisode works too. {limit}"
+            f"Send me a link ({supported_sites()}) or a video and I'll tell you which episode "
+            f"it's from; /whichepisode works too, and /help says more. {limit}"
         )
 
     @staticmethod
@@ -529,6 +553,22 @@ class DiscordAdapter:
         finally:
             if task is not None:
                 self._work.discard(task)
+
+
+# How people ask on Discord: /help's own part, beside the core's shared words.
+_HOW_TO = (
+    f"• Paste a {supported_sites()} link or a video where I scan, or mention me with one "
+    "(or in a reply to one).",
+    "• /whichepisode with a link or a video file, in any server, DM or group DM.",
+    f'• On any message with a clip: ⋯ → Apps → "{CONTEXT_MENU_NAME}".',
+    "• Or send me a direct message.",
+)
+
+
+def _discord_time(seconds: float) -> str:
+    """A wait as Discord shows it: a timestamp every client renders as "in 42 seconds", in
+    the reader's own language."""
+    return f"<t:{math.ceil(time.time() + seconds)}:R>"
 
 
 def _scan_channel_id(channel: Any) -> int | None:

@@ -23,7 +23,7 @@ from bot.adapters.base import (
     is_media_file,
 )
 from bot.core.request import User
-from bot.links import find_links
+from bot.links import find_links, find_refused_links
 
 PLATFORM = "telegram"
 
@@ -140,7 +140,9 @@ def addressed_to_bot(message: Message, *, username: str, bot_id: int) -> bool:
 def find_target(
     message: Message, *, bot_id: int, extra_hosts: tuple[str, ...] = ()
 ) -> Clip | str | None:
-    """What to identify: the message's own clip or link, else the clip or link it replies to.
+    """What to identify: the message's own clip or link, else the clip or link it replies to;
+    failing both, a link the bot cannot open, so that the core tells the user why (a link
+    the user asked about is never met with "send me a link").
 
     The bot's own messages are never a source (a reply to the bot is a new request, not a
     request about the bot's answer).
@@ -149,9 +151,19 @@ def find_target(
     if own is not None:
         return own
     reply = message.reply_to_message
-    if reply is None or (reply.from_user is not None and reply.from_user.id == bot_id):
-        return None
-    return clip_of(reply) or next(iter(links_of(reply, extra_hosts=extra_hosts)), None)
+    if reply is not None and reply.from_user is not None and reply.from_user.id == bot_id:
+        reply = None
+    if reply is not None:
+        quoted = clip_of(reply) or next(iter(links_of(reply, extra_hosts=extra_hosts)), None)
+        if quoted is not None:
+            return quoted
+    refused = [
+        url
+        for source in (message, reply)
+        if source is not None
+        for url in find_refused_links(message_text(source), extra_hosts=extra_hosts)
+    ]
+    return next(iter(refused), None)
 
 
 def user_of(message: Message) -> User:

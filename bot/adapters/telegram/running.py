@@ -71,6 +71,7 @@ from bot.adapters.telegram.writing import (
 )
 from bot.config import Settings
 from bot.core.errors import FetchFailed, TooLarge, UserFacingError
+from bot.core.help import DESCRIPTION, SHORT_DESCRIPTION
 from bot.core.live import LiveReply, Overtaken, RetryLater, TransientFailure
 from bot.core.request import Attachment, Link, Request, Source, new_request_id
 from bot.core.service import Service
@@ -191,11 +192,19 @@ class TelegramAdapter:
 
     @staticmethod
     async def _set_commands(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """The command menu is a convenience: failing to set it must not keep the bot down."""
-        try:
-            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
-        except TelegramError:
-            logger.warning("telegram: could not set the command menu", exc_info=True)
+        """The command menu and the profile texts (what a new user sees before the first
+        message) are a convenience: failing to set them must not keep the bot down."""
+        bot = app.bot
+        calls: dict[str, Callable[[], Awaitable[bool]]] = {
+            "command menu": lambda: bot.set_my_commands([BotCommand(n, t) for n, t in COMMANDS]),
+            "description": lambda: bot.set_my_description(DESCRIPTION),
+            "short description": lambda: bot.set_my_short_description(SHORT_DESCRIPTION),
+        }
+        for what, call in calls.items():
+            try:
+                await call()
+            except TelegramError as error:
+                logger.warning("telegram: could not set the %s (%r)", what, error)
 
     async def stop(self) -> None:
         """Stop polling, give running requests `stop_grace_s` to deliver their last state (the

@@ -26,10 +26,12 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.adapters.base import action_payload
 from bot.adapters.telegram.pacing import PROGRESS, URGENT, Pace
+from bot.core.help import render_help
 from bot.core.limits import Quota
 from bot.core.live import RetryLater, TransientFailure, never_overtaken
 from bot.core.render import ActionButton, LinkButton, Rendered, clip_text, fit_lines, render_state
 from bot.core.states import State, is_final
+from bot.links import supported_sites
 
 logger = logging.getLogger(__name__)
 
@@ -108,30 +110,23 @@ def render_reply(state: State) -> Html:
     return Html(to_html(rendered), is_final(state), to_keyboard(rendered), rendered.preview)
 
 
-def help_html(quota: Quota, *, max_download_mb: int) -> str:
-    lines = [
-        "<b>Which episode is this clip from?</b>",
-        "",
-        "Send me a clip — a video, a video note, a GIF, an audio file, a voice note, or forward "
-        "one — or a link to a TikTok, Instagram, YouTube, X or Reddit post. I listen to it and "
-        "reply with the episode and the moment it comes from.",
-        "",
-        "In groups: mention me in a reply to a clip, reply to one of my messages with a clip, or "
-        "use /whichepisode with a link or as a reply to a clip.",
+# How people ask on Telegram: /help's own part, beside the core's shared words.
+def _how_to(max_download_mb: int) -> list[str]:
+    return [
+        "Send me a clip (a video, a video note, a GIF, an audio file or a voice note), forward "
+        f"one, or send a link to a {supported_sites()} post.",
+        "In groups: mention me in a reply to a clip, reply to one of my messages with a clip, "
+        "or use /whichepisode with a link or as a reply to a clip.",
         f"Files sent on Telegram can be up to {max_download_mb} MB.",
-        "",
-        _quota_line(quota),
     ]
-    return "\n".join(lines)
 
 
-def _quota_line(quota: Quota) -> str:
-    if quota.exempt:
-        return "You have no request limit."
-    minute_left = quota.minute_left
-    return (
-        f"You have {minute_left} request{'s' if minute_left != 1 else ''} left this "
-        f"minute and {quota.day_left} today."
+def help_html(quota: Quota, *, max_download_mb: int) -> str:
+    """/help and /start: the core's help, with the user's quota, as Telegram HTML."""
+    rendered = render_help(quota, how_to=_how_to(max_download_mb))
+    return "\n".join(
+        [f"<b>{html.escape(rendered.title)}</b>", ""]
+        + [html.escape(line) for line in rendered.lines]
     )
 
 
