@@ -124,6 +124,8 @@ class AppSettings:
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "INFO"
+    # "text" for people reading a terminal; "json" (one object a line) for a log collector.
+    format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ _POSITIVE = {
     "telegram.max_download_bytes",
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("text", "json")
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] = os.environ) -> Settings:
@@ -303,6 +306,8 @@ def _check(settings: Settings, where: str) -> None:
             )
     if settings.log.level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{where}: log.level must be one of {', '.join(_LOG_LEVELS)}")
+    if settings.log.format not in _LOG_FORMATS:
+        raise ConfigError(f"{where}: log.format must be one of {', '.join(_LOG_FORMATS)}")
 
 
 def _did_you_mean(name: str, options: Any) -> str:

@@ -10,12 +10,16 @@ Must never: log a secret at any level, or drop a line (a masked line is still wr
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
 import os
 import re
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from bot.config import Settings
@@ -88,6 +92,48 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+# What the line is about, for JSON logs: set once per request task (`bind`), read by every
+# line logged in it. A task copies the context it was created in, so requests never mix.
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("citywok_log")
+# Fields a line may carry (from `bind`, or `extra=` on the call), in the order written.
+CONTEXT_FIELDS = ("request_id", "platform", "user", "stage", "duration_ms")
+
+
+def bind(**fields: Any) -> None:
+    """Attach `fields` (see CONTEXT_FIELDS) to every later line of the current task."""
+    _CONTEXT.set({**_CONTEXT.get({}), **fields})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC, ISO 8601), level, logger, message, the request's
+    context fields when known, and the traceback as one string. Runs after RedactSecrets, so
+    what it writes is already masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = _CONTEXT.get({})
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is None:
+                value = context.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
 def secrets_of(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """Every secret this process knows: the chat tokens and the S3 credentials."""
     found = [settings.telegram.token, settings.discord.token]
@@ -96,12 +142,14 @@ def secrets_of(settings: Settings, environ: Mapping[str, str]) -> list[str]:
 
 
 def configure_logging(settings: Settings, environ: Mapping[str, str] = os.environ) -> None:
-    """Set up the root logger for the bot: level from `[log] level`, chatty HTTP loggers held
-    back, and the secrets filter on every handler (ours, and any a host program added)."""
+    """Set up the root logger for the bot: level from `[log] level`, lines as `[log] format`
+    says (text or JSON), chatty HTTP loggers held back, and the secrets filter on every
+    handler (ours, and any a host program added)."""
     root = logging.getLogger()
     if not root.handlers:
         stderr = logging.StreamHandler(sys.stderr)
-        stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+        json_lines = settings.log.format == "json"
+        stderr.setFormatter(JsonFormatter() if json_lines else logging.Formatter(LOG_FORMAT))
         root.addHandler(stderr)
     root.setLevel(settings.log.level.upper())
     for name, level in CHATTY_LOGGERS.items():

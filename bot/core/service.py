@@ -51,6 +51,7 @@ from bot.core.limits import Limits, Quota, RecentRefusals, Ticket
 from bot.core.request import Link, Request, Source, User
 from bot.core.states import Failed, Fetching, Finished, Listening, Queued, State, is_final
 from bot.links import link_key, link_refusal
+from bot.logs import bind
 from matcher.budget import Budget
 from matcher.decode import Audio, decode_bytes
 from matcher.errors import DecodeTimeoutError, NoAudioStreamError, UnreadableMediaError
@@ -208,6 +209,8 @@ class Service:
         """
         user = request.user
         unsolicited = request.unsolicited
+        # Every line logged for this request (its task) says which it was (JSON logs).
+        bind(request_id=request.id, platform=user.platform)
         try:
             ticket = self._admit(request)
         except UserFacingError as error:
